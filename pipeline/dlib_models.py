@@ -8,7 +8,7 @@ through the import system instead of importing the package.
 from __future__ import annotations
 
 import importlib.util
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import dlib
@@ -33,26 +33,26 @@ def model_path(kind: str) -> Path:
     return path
 
 
-@lru_cache(maxsize=None)
+@cache
 def hog_detector() -> dlib.fhog_object_detector:
     return dlib.get_frontal_face_detector()
 
 
-@lru_cache(maxsize=None)
+@cache
 def cnn_detector() -> dlib.cnn_face_detection_model_v1:
     return dlib.cnn_face_detection_model_v1(str(model_path("cnn_detector")))
 
 
-@lru_cache(maxsize=None)
+@cache
 def landmarks68() -> dlib.shape_predictor:
     return dlib.shape_predictor(str(model_path("landmarks68")))
 
 
-@lru_cache(maxsize=None)
+@cache
 def landmarks5() -> dlib.shape_predictor:
     return dlib.shape_predictor(str(model_path("landmarks5")))
 
 
-@lru_cache(maxsize=None)
+@cache
 def identity_net() -> dlib.face_recognition_model_v1:
     return dlib.face_recognition_model_v1(str(model_path("identity")))
