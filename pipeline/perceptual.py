@@ -106,15 +106,19 @@ class PerceptualDistance(nn.Module):
         self.requires_grad_(False)
         self.eval()
 
-    def taps(self, image: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.distance_from_features(self.raw_features(a), self.raw_features(b))
+
+    def raw_features(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """The seven taps before normalisation (reusable, e.g. by a feature discriminator)."""
         if self.resize and image.shape[-1] != self.resize:
             image = F.interpolate(image, size=(self.resize, self.resize), mode="bilinear", align_corners=False, antialias=True)
-        return [_unit(t) for t in self.features(image)]
+        return self.features(image)
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def distance_from_features(self, feats_a: list[torch.Tensor], feats_b: list[torch.Tensor]) -> torch.Tensor:
         total = 0
-        for i, (ta, tb) in enumerate(zip(self.taps(a), self.taps(b))):
-            total = total + ((ta - tb).square() * getattr(self, f"lin{i}")).sum(1).mean((1, 2))
+        for i, (ta, tb) in enumerate(zip(feats_a, feats_b)):
+            total = total + ((_unit(ta) - _unit(tb)).square() * getattr(self, f"lin{i}")).sum(1).mean((1, 2))
         return total
 
     def embed(self, image: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,80 @@
+"""``train generator`` and ``export generator``: the embedded model's training."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DEFAULT_OUT = Path("weights/utkface-64")
+
+
+def register(sub, groups) -> None:
+    p = groups["train"].add_parser("generator", help="train the embedded generator + encoder (resumable)")
+    p.add_argument("--data", type=Path, required=True, help="folder of training faces (UTKFace aligned crops)")
+    p.add_argument("--recipe", default="ae-pgan", help="training recipe (see pipeline/training/generator_train.py)")
+    p.add_argument("--run-dir", type=Path, default=None, help="full training state (default runs/<recipe>)")
+    p.add_argument("--max-minutes", type=float, default=None)
+    p.add_argument("--max-images", type=int, default=None)
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--fresh", action="store_true", help="start over instead of resuming")
+    p.add_argument("--export", type=Path, default=None, help="after training, write the shippable model here")
+    p.add_argument("--compact-state", type=Path, default=DEFAULT_OUT / "train_state.safetensors",
+                   help="committed half-precision training state used to resume on a fresh clone")  # fmt: skip
+    p.set_defaults(func=run_train)
+    register_bench(groups)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from ..errors import UserError
+    from ..training.generator_train import RECIPES, export, recipe_with, train
+
+    if args.recipe not in RECIPES:
+        raise UserError(f"unknown recipe {args.recipe!r}; choose from {', '.join(RECIPES)}")
+    if not args.data.is_dir():
+        raise UserError(f"training data folder not found: {args.data}")
+    recipe = recipe_with(args.recipe, batch=args.batch)
+    run_dir = args.run_dir or Path("runs") / args.recipe
+    trainer = train(
+        args.data, recipe, run_dir, max_images=args.max_images, max_minutes=args.max_minutes,
+        resume=not args.fresh, compact_state=args.compact_state, threads=args.threads,
+    )  # fmt: skip
+    if args.export:
+        export(trainer, args.data, args.export)
+        trainer.save_compact(args.export / "train_state.safetensors")
+        print(f"exported to {args.export}")
+    return 0
+
+
+def register_bench(groups) -> None:
+    p = groups["bench"].add_parser("generator", help="quality of a generator: face rate, KID, reconstruction (JSON)")
+    p.add_argument("--data", type=Path, required=True, help="the training data folder (held-out faces are read from it)")
+    p.add_argument("--weights", type=Path, default=DEFAULT_OUT, help="model folder with generator/encoder safetensors")
+    p.add_argument("--n-kid", type=int, default=2000)
+    p.add_argument("--n-faces", type=int, default=500)
+    p.add_argument("--n-recon", type=int, default=200)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_bench)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from ..checkpoints import load_native
+    from ..encoder import load_encoder
+    from ..training.evaluate import evaluate
+
+    G = load_native(args.weights / "generator.safetensors")
+    enc_path = args.weights / "encoder.safetensors"
+    E = load_encoder(enc_path) if enc_path.exists() else None
+    result = evaluate(G, E, args.data, n_kid=args.n_kid, n_faces=args.n_faces, n_recon=args.n_recon,
+                      log=lambda m: print(m, file=sys.stderr))  # fmt: skip
+    info = args.weights / "training.json"
+    if info.exists():
+        train = json.loads(info.read_text())["train"]
+        result["images_seen"] = train["images_seen"]
+        result["train_cpu_hours"] = round(train["cpu_seconds"] / 3600, 3)
+        result["train_images_per_second"] = round(train["images_seen"] / max(1, train["wall_seconds"]), 2)
+    print(json.dumps(result, indent=2 if not args.json else None))
+    return 0

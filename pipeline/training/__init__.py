@@ -1,0 +1,1 @@
+"""Training loops for the models this project ships (generator, encoder, ...)."""

@@ -1,0 +1,419 @@
+"""Training the embedded generator on a CPU budget.
+
+A textbook StyleGAN2 GAN sees too few images per CPU-hour to learn faces, so the
+recipes here train the generator jointly with an encoder from every image
+(reconstruction + perceptual losses, optionally adversarial ones, as VAE-GAN and
+pSp/e4e-style training do). Sampling needs a prior over W: the running Gaussian of
+the encoded latents during training, and at export the mapping network is fitted
+so that ``mapping(z)`` matches the encoded W distribution (one generator code path
+for sampling, as with any StyleGAN2).
+
+Recipes are data (:data:`RECIPES`), compared with ``python -m pipeline bench generator``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from ..checkpoints import save_native
+from ..encoder import Encoder, EncoderConfig, save_encoder
+from ..generator import Generator, GeneratorConfig
+from ..imaging import save_grid
+from ..perceptual import TAP_CHANNELS, PerceptualDistance
+from .data import HELDOUT_COUNT, heldout_split, list_images, load_faces
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    perceptual: float = 1.0  # weight of the LPIPS-style loss
+    pixel: float = 1.0  # weight of the L1 loss
+    adversarial: float = 0.0  # weight of the non-saturating GAN loss on reconstructions
+    prior_adversarial: float = 0.0  # ... and on samples from the running W prior
+    adversarial_after: int = 2000  # images seen before the GAN losses switch on
+    latent_noise: float = 0.2  # std of noise added to encoded w (in units of W's std)
+    offset_reg: float = 1.0  # keeps per-layer offsets near zero
+    r1_gamma: float = 1.0
+    r1_every: int = 16
+    lr: float = 0.001
+    batch: int = 16
+
+
+RECIPES = {
+    # Reconstruction only: L1 + perceptual distance.
+    "ae": Recipe("ae"),
+    # + a discriminator on frozen SqueezeNet features (the taps the perceptual loss
+    # computes anyway), on reconstructions and on samples from the W prior.
+    "ae-pgan": Recipe("ae-pgan", adversarial=0.05, prior_adversarial=0.05),
+}
+
+EMBEDDED_CONFIG = GeneratorConfig(
+    resolution=64, style_dim=256, n_mlp=4, channels={4: 256, 8: 256, 16: 128, 32: 64, 64: 32}
+)
+FEATURE_TAPS = (1, 2, 4, 6)  # SqueezeNet taps the feature discriminator reads
+
+
+class FeatureDiscriminator(torch.nn.Module):
+    """Small convolutional heads on frozen SqueezeNet taps (a projected-GAN-style critic).
+
+    Pretrained features make the critic useful after a few thousand images, which a
+    pixel discriminator trained from scratch is not on a CPU budget.
+    """
+
+    def __init__(self, tap_channels: list[int], taps: tuple[int, ...] = FEATURE_TAPS, width: int = 64):
+        super().__init__()
+        self.taps = taps
+        self.heads = torch.nn.ModuleList(
+            torch.nn.Sequential(
+                torch.nn.Conv2d(tap_channels[t], width, 1), torch.nn.LeakyReLU(0.2),
+                torch.nn.Conv2d(width, width, 3, padding=1), torch.nn.LeakyReLU(0.2),
+                torch.nn.Conv2d(width, 1, 1),
+            )  # fmt: skip
+            for t in taps
+        )
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        """Per-image logit: the mean over heads and positions."""
+        return sum(head(feats[t]).mean((1, 2, 3)) for head, t in zip(self.heads, self.taps)) / len(self.taps)
+
+
+@dataclass
+class TrainState:
+    images_seen: int = 0
+    cpu_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    step: int = 0
+
+
+class RunningGaussian:
+    """Exponential moving mean and covariance of encoded W (the sampling prior during training)."""
+
+    def __init__(self, dim: int, decay: float = 0.995):
+        self.mean = torch.zeros(dim)
+        self.cov = torch.eye(dim)
+        self.decay = decay
+
+    def update(self, w: torch.Tensor) -> None:
+        w = w.detach().float()
+        mean = w.mean(0)
+        centred = w - mean
+        cov = centred.t() @ centred / max(1, w.shape[0] - 1)
+        self.mean.lerp_(mean, 1 - self.decay)
+        self.cov.lerp_(cov + torch.outer(mean - self.mean, mean - self.mean), 1 - self.decay)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        chol = torch.linalg.cholesky(self.cov + 1e-4 * torch.eye(len(self.mean)))
+        return self.mean + torch.randn(n, len(self.mean), generator=generator) @ chol.t()
+
+
+def ema_update(target: torch.nn.Module, source: torch.nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for pt, ps in zip(target.parameters(), source.parameters()):
+            pt.lerp_(ps, 1 - decay)
+        for bt, bs in zip(target.buffers(), source.buffers()):
+            bt.copy_(bs)
+
+
+def to_tensor(batch: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(batch)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1)
+
+
+class Trainer:
+    def __init__(self, recipe: Recipe, config: GeneratorConfig, run_dir: Path, seed: int = 0):
+        torch.manual_seed(seed)
+        self.recipe, self.config, self.run_dir = recipe, config, run_dir
+        self.G = Generator(config)
+        self.E = Encoder(EncoderConfig(config.resolution, config.style_dim, config.n_latent))
+        self.perceptual = PerceptualDistance(calibrated=False, resize=None)
+        gan = recipe.adversarial or recipe.prior_adversarial
+        self.D = FeatureDiscriminator(TAP_CHANNELS) if gan else None
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.E_ema = copy.deepcopy(self.E).eval().requires_grad_(False)
+        params = [*self.G.convs.parameters(), *self.G.to_rgbs.parameters(), *self.G.conv1.parameters(),
+                  *self.G.to_rgb1.parameters(), *self.G.input.parameters()]  # fmt: skip
+        self.opt_g = torch.optim.Adam([{"params": params}, {"params": self.E.parameters()}], lr=recipe.lr, betas=(0.5, 0.99))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=recipe.lr, betas=(0.0, 0.99)) if self.D else None
+        self.prior = RunningGaussian(config.style_dim)
+        self.state = TrainState()
+        self.w_std = 1.0
+
+    # ---- persistence
+
+    def full_state(self) -> dict:
+        nets = {"G": self.G, "E": self.E, "G_ema": self.G_ema, "E_ema": self.E_ema}
+        if self.D:
+            nets["D"] = self.D
+        return {
+            "nets": {k: v.state_dict() for k, v in nets.items()},
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict() if self.opt_d else None,
+            "prior": {"mean": self.prior.mean, "cov": self.prior.cov},
+            "state": asdict(self.state),
+            "recipe": asdict(self.recipe),
+            "config": self.config.to_dict(),
+        }
+
+    def save(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.run_dir / "state.pt.tmp"
+        torch.save(self.full_state(), tmp)
+        tmp.replace(self.run_dir / "state.pt")
+
+    def load(self, path: Path) -> None:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        nets = {"G": self.G, "E": self.E, "G_ema": self.G_ema, "E_ema": self.E_ema, "D": self.D}
+        for k, sd in ckpt["nets"].items():
+            if nets.get(k) is not None:
+                nets[k].load_state_dict(sd)
+        self.opt_g.load_state_dict(ckpt["opt_g"])
+        if self.opt_d and ckpt.get("opt_d"):
+            self.opt_d.load_state_dict(ckpt["opt_d"])
+        self.prior.mean, self.prior.cov = ckpt["prior"]["mean"], ckpt["prior"]["cov"]
+        self.state = TrainState(**ckpt["state"])
+
+    def save_compact(self, path: Path) -> None:
+        """Half-precision weights of every network, no optimiser moments (committable)."""
+        tensors = {}
+        nets = {"G": self.G, "E": self.E, "G_ema": self.G_ema, "E_ema": self.E_ema, "D": self.D}
+        for name, net in nets.items():
+            if net is not None:
+                for k, v in net.state_dict().items():
+                    tensors[f"{name}.{k}"] = v.detach().half().contiguous()
+        tensors["prior.mean"] = self.prior.mean.contiguous()
+        tensors["prior.cov"] = self.prior.cov.contiguous()
+        meta = {"state": json.dumps(asdict(self.state)), "recipe": json.dumps(asdict(self.recipe)),
+                "config": json.dumps(self.config.to_dict())}  # fmt: skip
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(path), metadata=meta)
+
+    def load_compact(self, path: Path) -> None:
+        tensors = load_file(str(path))
+        nets = {"G": self.G, "E": self.E, "G_ema": self.G_ema, "E_ema": self.E_ema, "D": self.D}
+        for name, net in nets.items():
+            if net is None:
+                continue
+            sd = {k[len(name) + 1 :]: v.float() for k, v in tensors.items() if k.startswith(name + ".")}
+            if sd:
+                net.load_state_dict(sd)
+        self.prior.mean, self.prior.cov = tensors["prior.mean"].float(), tensors["prior.cov"].float()
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            self.state = TrainState(**json.loads(f.metadata()["state"]))
+
+    # ---- one step
+
+    def step(self, real: torch.Tensor) -> dict[str, float]:
+        r, G, E, D = self.recipe, self.G, self.E, self.D
+        n_latent = self.config.n_latent
+        gan_on = D is not None and self.state.images_seen >= r.adversarial_after
+        logs: dict[str, float] = {}
+
+        w, offsets = E(real)
+        self.prior.update(w)
+        scale = self.prior.cov.diagonal().mean().sqrt().item()
+        w_in = w + r.latent_noise * scale * torch.randn_like(w)
+        fake = G.synthesis(w_in.unsqueeze(1) + offsets)
+        P = self.perceptual
+        with torch.no_grad():
+            feats_real = P.raw_features(real)
+        feats_fake = P.raw_features(fake)
+        l1 = (fake - real).abs().mean()
+        lp = P.distance_from_features(feats_fake, feats_real).mean()
+        loss = r.pixel * l1 + r.perceptual * lp + r.offset_reg * offsets.square().mean()
+        logs["l1"], logs["lpips"] = l1.item(), lp.item()
+        fake_feats = []
+        if gan_on:
+            adv = F.softplus(-D(feats_fake)).mean()
+            loss = loss + r.adversarial * adv
+            logs["g_adv"] = adv.item()
+            fake_feats.append(feats_fake)
+            if r.prior_adversarial:
+                ws = self.prior.sample(real.shape[0]).unsqueeze(1).repeat(1, n_latent, 1)
+                feats_prior = P.raw_features(G.synthesis(ws))
+                padv = F.softplus(-D(feats_prior)).mean()
+                loss = loss + r.prior_adversarial * padv
+                logs["g_prior_adv"] = padv.item()
+                fake_feats.append(feats_prior)
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+
+        if gan_on:
+            detached = [[t.detach() for t in f] for f in fake_feats]
+            d_loss = F.softplus(-D(feats_real)).mean() + sum(F.softplus(D(f)).mean() for f in detached) / len(detached)
+            if self.state.step % r.r1_every == 0:
+                taps = [t.detach().requires_grad_(True) for t in feats_real]
+                grads = torch.autograd.grad(D(taps).sum(), [taps[t] for t in D.taps], create_graph=True)
+                r1 = sum(g.square().sum((1, 2, 3)).mean() for g in grads)
+                d_loss = d_loss + r.r1_gamma / 2 * r1 * r.r1_every
+            self.opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.opt_d.step()
+            logs["d"] = d_loss.item()
+
+        decay = 0.5 ** (r.batch / 10_000)  # EMA half-life of 10k images
+        decay = min(decay, (1 + self.state.step) / (10 + self.state.step))  # fast warm-up
+        ema_update(self.G_ema, G, decay)
+        ema_update(self.E_ema, E, decay)
+        self.state.step += 1
+        self.state.images_seen += real.shape[0]
+        return logs
+
+    # ---- samples
+
+    @torch.no_grad()
+    def sample_grid(self, real: torch.Tensor, path: Path, n: int = 8) -> None:
+        recon = self.G_ema.synthesis(self.E_ema.wplus(real[:n]), randomize_noise=False)
+        gen = torch.Generator().manual_seed(0)
+        ws = self.prior.sample(2 * n, generator=gen).unsqueeze(1).repeat(1, self.config.n_latent, 1)
+        samples = self.G_ema.synthesis(ws, randomize_noise=False)
+        save_grid(torch.cat([real[:n], recon, samples]), path, nrow=n)
+
+
+def train(
+    data_dir: Path,
+    recipe: Recipe,
+    run_dir: Path,
+    config: GeneratorConfig = EMBEDDED_CONFIG,
+    max_images: int | None = None,
+    max_minutes: float | None = None,
+    resume: bool = True,
+    compact_state: Path | None = None,
+    threads: int | None = None,
+    checkpoint_minutes: float = 10.0,
+    heldout_count: int = HELDOUT_COUNT,
+    log=print,
+) -> Trainer:
+    if threads:
+        torch.set_num_threads(threads)
+    files = list_images(data_dir)
+    train_files, _ = heldout_split(files, heldout_count)
+    faces = load_faces(data_dir, train_files, config.resolution, cache_dir=run_dir.parent / "cache")
+    trainer = Trainer(recipe, config, run_dir)
+    if resume and (run_dir / "state.pt").exists():
+        trainer.load(run_dir / "state.pt")
+        log(f"resumed from {run_dir / 'state.pt'} at {trainer.state.images_seen} images")
+    elif resume and compact_state and compact_state.exists():
+        trainer.load_compact(compact_state)
+        log(f"resumed from {compact_state} at {trainer.state.images_seen} images (no optimiser moments)")
+    rng = np.random.default_rng(trainer.state.step)
+    fixed = to_tensor(np.array(faces[:8]))
+    start_wall, start_cpu = time.time(), time.process_time()
+    base_wall, base_cpu = trainer.state.wall_seconds, trainer.state.cpu_seconds
+    last_ckpt = last_log = time.time()
+    logs_acc: dict[str, list[float]] = {}
+    images_at_log = trainer.state.images_seen
+    def finished(now: float) -> bool:
+        return bool(
+            (max_images is not None and trainer.state.images_seen >= max_images)
+            or (max_minutes is not None and now - start_wall >= max_minutes * 60)
+        )
+
+    while not finished(time.time()):
+        idx = rng.integers(0, len(faces), recipe.batch)
+        batch = faces[np.sort(idx)]
+        if rng.random() < 0.5:
+            batch = batch[:, :, ::-1]
+        logs = trainer.step(to_tensor(batch))
+        for k, v in logs.items():
+            logs_acc.setdefault(k, []).append(v)
+        trainer.state.wall_seconds = base_wall + time.time() - start_wall
+        trainer.state.cpu_seconds = base_cpu + time.process_time() - start_cpu
+        now = time.time()
+        done = finished(now)
+        if now - last_log >= 60 or done:
+            rate = (trainer.state.images_seen - images_at_log) / (now - last_log)
+            parts = " ".join(f"{k}={np.mean(v):.4f}" for k, v in logs_acc.items())
+            log(f"[{recipe.name}] images={trainer.state.images_seen} {parts} img/s={rate:.1f} cpu_h={trainer.state.cpu_seconds / 3600:.2f}")
+            logs_acc.clear()
+            last_log, images_at_log = now, trainer.state.images_seen
+        if now - last_ckpt >= checkpoint_minutes * 60 or done:
+            trainer.save()
+            trainer.sample_grid(fixed, run_dir / f"samples_{trainer.state.images_seen:08d}.png")
+            last_ckpt = now
+    return trainer
+
+
+# --------------------------------------------------------------------------- export
+
+
+def fit_mapping(G: Generator, w_data: torch.Tensor, steps: int = 3000, batch: int = 512, log=print) -> dict[str, float]:
+    """Fit the mapping network so that mapping(z ~ N(0, I)) matches the encoded W distribution.
+
+    Moment matching (mean and covariance) plus a small latent-space discriminator for
+    the higher moments; all on vectors, so it takes a minute on a CPU.
+    """
+    dim = w_data.shape[1]
+    mean, cov = w_data.mean(0), torch.cov(w_data.t())
+    disc = torch.nn.Sequential(
+        torch.nn.Linear(dim, 256), torch.nn.LeakyReLU(0.2), torch.nn.Linear(256, 256), torch.nn.LeakyReLU(0.2), torch.nn.Linear(256, 1)
+    )
+    opt_m = torch.optim.Adam(G.style.parameters(), lr=0.02, betas=(0.5, 0.99))
+    opt_d = torch.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.99))
+    G.style.requires_grad_(True)
+    for step in range(steps):
+        z = torch.randn(batch, dim)
+        w = G.mapping(z)
+        real = w_data[torch.randint(0, len(w_data), (batch,))]
+        d_loss = F.softplus(disc(w.detach())).mean() + F.softplus(-disc(real)).mean()
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        m_loss = (w.mean(0) - mean).square().sum() + (torch.cov(w.t()) - cov).square().sum()
+        loss = m_loss + 0.05 * F.softplus(-disc(w)).mean()
+        opt_m.zero_grad()
+        loss.backward()
+        opt_m.step()
+        for group in opt_m.param_groups:
+            group["lr"] = 0.02 * 0.5 * (1 + math.cos(math.pi * step / steps))
+        if step % 500 == 0 or step == steps - 1:
+            log(f"mapping fit step {step}: moment loss {m_loss.item():.4f} d={d_loss.item():.3f}")
+    G.style.requires_grad_(False)
+    with torch.no_grad():
+        w = G.mapping(torch.randn(10_000, dim))
+        return {
+            "mean_error": (w.mean(0) - mean).norm().item() / mean.norm().clamp_min(1e-8).item(),
+            "cov_error": (torch.cov(w.t()) - cov).norm().item() / cov.norm().item(),
+        }
+
+
+@torch.no_grad()
+def encode_all(E: Encoder, faces: np.ndarray, batch: int = 256) -> torch.Tensor:
+    return torch.cat([E(to_tensor(faces[i : i + batch]))[0] for i in range(0, len(faces), batch)])
+
+
+def export(
+    trainer: Trainer, data_dir: Path, out_dir: Path, heldout_count: int = HELDOUT_COUNT, mapping_steps: int = 3000, log=print
+) -> dict:
+    """Write the shippable model: EMA generator (with fitted mapping), encoder, held-out list."""
+    files = list_images(data_dir)
+    train_files, heldout = heldout_split(files, heldout_count)
+    faces = load_faces(data_dir, train_files, trainer.config.resolution, cache_dir=trainer.run_dir.parent / "cache")
+    G = copy.deepcopy(trainer.G_ema)
+    w_data = encode_all(trainer.E_ema, faces)
+    fit = fit_mapping(G, w_data, steps=mapping_steps, log=log)
+    log(f"mapping fit: {fit}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_native(G, out_dir, "generator")
+    save_encoder(trainer.E_ema, out_dir / "encoder.safetensors")
+    (out_dir / "heldout.txt").write_text(
+        "# UTKFace files held out from all training (generator, encoder, classifiers)\n" + "\n".join(heldout) + "\n"
+    )
+    info = {"recipe": asdict(trainer.recipe), "train": asdict(trainer.state), "mapping_fit": fit, "train_files": len(train_files)}
+    (out_dir / "training.json").write_text(json.dumps(info, indent=2))
+    return info
+
+
+def recipe_with(name: str, **overrides) -> Recipe:
+    return replace(RECIPES[name], **{k: v for k, v in overrides.items() if v is not None})
