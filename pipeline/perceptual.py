@@ -77,7 +77,7 @@ class SqueezeFeatures(nn.Module):
         return taps
 
 
-def _unit(x: torch.Tensor) -> torch.Tensor:
+def unit_normalize(x: torch.Tensor) -> torch.Tensor:
     return x * torch.rsqrt(x.square().sum(1, keepdim=True) + 1e-10)
 
 
@@ -118,7 +118,7 @@ class PerceptualDistance(nn.Module):
     def distance_from_features(self, feats_a: list[torch.Tensor], feats_b: list[torch.Tensor]) -> torch.Tensor:
         total = 0
         for i, (ta, tb) in enumerate(zip(feats_a, feats_b)):
-            total = total + ((_unit(ta) - _unit(tb)).square() * getattr(self, f"lin{i}")).sum(1).mean((1, 2))
+            total = total + ((unit_normalize(ta) - unit_normalize(tb)).square() * getattr(self, f"lin{i}")).sum(1).mean((1, 2))
         return total
 
     def embed(self, image: torch.Tensor) -> torch.Tensor:

@@ -29,7 +29,7 @@ from ..checkpoints import save_native
 from ..encoder import Encoder, EncoderConfig, save_encoder
 from ..generator import Generator, GeneratorConfig
 from ..imaging import save_grid
-from ..perceptual import TAP_CHANNELS, PerceptualDistance
+from ..perceptual import TAP_CHANNELS, PerceptualDistance, unit_normalize
 from .data import HELDOUT_COUNT, heldout_split, list_images, load_faces
 
 
@@ -46,6 +46,7 @@ class Recipe:
     r1_gamma: float = 1.0
     r1_every: int = 16
     lr: float = 0.001
+    d_lr: float = 0.0002  # a slower critic: pretrained features make it strong early
     batch: int = 16
 
 
@@ -54,7 +55,7 @@ RECIPES = {
     "ae": Recipe("ae"),
     # + a discriminator on frozen SqueezeNet features (the taps the perceptual loss
     # computes anyway), on reconstructions and on samples from the W prior.
-    "ae-pgan": Recipe("ae-pgan", adversarial=0.05, prior_adversarial=0.05),
+    "ae-pgan": Recipe("ae-pgan", adversarial=0.05, prior_adversarial=0.05, adversarial_after=4000, r1_gamma=10.0),
 }
 
 EMBEDDED_CONFIG = GeneratorConfig(
@@ -83,8 +84,13 @@ class FeatureDiscriminator(torch.nn.Module):
         )
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
-        """Per-image logit: the mean over heads and positions."""
-        return sum(head(feats[t]).mean((1, 2, 3)) for head, t in zip(self.heads, self.taps)) / len(self.taps)
+        """Per-image logit: the mean over heads and positions.
+
+        Taps are unit-normalised along channels first (raw Caffe-scale activations are
+        in the hundreds and make the critic's logits explode).
+        """
+        logits = [head(unit_normalize(feats[t]) * feats[t].shape[1] ** 0.5) for head, t in zip(self.heads, self.taps)]
+        return sum(logit.mean((1, 2, 3)) for logit in logits) / len(self.taps)
 
 
 @dataclass
@@ -142,7 +148,7 @@ class Trainer:
         params = [*self.G.convs.parameters(), *self.G.to_rgbs.parameters(), *self.G.conv1.parameters(),
                   *self.G.to_rgb1.parameters(), *self.G.input.parameters()]  # fmt: skip
         self.opt_g = torch.optim.Adam([{"params": params}, {"params": self.E.parameters()}], lr=recipe.lr, betas=(0.5, 0.99))
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=recipe.lr, betas=(0.0, 0.99)) if self.D else None
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=recipe.d_lr, betas=(0.0, 0.99)) if self.D else None
         self.prior = RunningGaussian(config.style_dim)
         self.state = TrainState()
         self.w_std = 1.0
