@@ -41,6 +41,9 @@ class GeneratorConfig:
     channels: dict[int, int] = field(default_factory=dict)  # resolution -> channels
     blur_kernel: list[int] = field(default_factory=lambda: [1, 3, 3, 1])
     lr_mlp: float = 0.01
+    # A linear last mapping layer lets the mapping be an exact Gaussian prior
+    # (w = mean + L z), as our embedded model uses; the public models keep False.
+    mapping_linear: bool = False
 
     def __post_init__(self) -> None:
         log = math.log2(self.resolution)
@@ -341,7 +344,11 @@ class Generator(nn.Module):
         self.num_layers = config.num_noise_layers
 
         self.style = nn.Sequential(
-            PixelNorm(), *[EqualLinear(sd, sd, lr_mul=config.lr_mlp, activation=True) for _ in range(config.n_mlp)]
+            PixelNorm(),
+            *[
+                EqualLinear(sd, sd, lr_mul=config.lr_mlp, activation=not (config.mapping_linear and i == config.n_mlp - 1))
+                for i in range(config.n_mlp)
+            ],
         )
         self.input = ConstantInput(c[4])
         self.conv1 = StyledConv(c[4], c[4], 3, sd, blur_kernel=bk)

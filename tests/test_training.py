@@ -54,7 +54,7 @@ def test_compact_state_resumes_and_export_loads(tmp_path):
         assert torch.allclose(a, b, atol=1e-2, rtol=1e-2)
 
     out = tmp_path / "model"
-    export(trainer, DATA, out, heldout_count=4, mapping_steps=50, log=lambda m: None)
+    export(trainer, DATA, out, heldout_count=4, log=lambda m: None)
     G = load_native(out / "generator.safetensors")
     E = load_encoder(out / "encoder.safetensors")
     held = (out / "heldout.txt").read_text()

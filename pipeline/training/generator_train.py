@@ -4,9 +4,11 @@ A textbook StyleGAN2 GAN sees too few images per CPU-hour to learn faces, so the
 recipes here train the generator jointly with an encoder from every image
 (reconstruction + perceptual losses, optionally adversarial ones, as VAE-GAN and
 pSp/e4e-style training do). Sampling needs a prior over W: the running Gaussian of
-the encoded latents during training, and at export the mapping network is fitted
-so that ``mapping(z)`` matches the encoded W distribution (one generator code path
-for sampling, as with any StyleGAN2).
+the encoded latents during training; at export the mapping network becomes the
+Gaussian fitted to the encoded W (PixelNorm + one linear layer), so sampling goes
+through ``mapping(z)`` as with any StyleGAN2: one generator code path. (The
+training config's mapping layers are unused while training: latents come from the
+encoder.)
 
 Recipes are data (:data:`RECIPES`), compared with ``python -m pipeline bench generator``.
 """
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -102,24 +103,37 @@ class TrainState:
 
 
 class RunningGaussian:
-    """Exponential moving mean and covariance of encoded W (the sampling prior during training)."""
+    """Exponentially weighted mean and covariance of encoded W (the sampling prior in training).
+
+    Moments are bias-corrected (as Adam's are), so the estimate is right from the first batch.
+    """
 
     def __init__(self, dim: int, decay: float = 0.995):
-        self.mean = torch.zeros(dim)
-        self.cov = torch.eye(dim)
-        self.decay = decay
+        self.dim, self.decay = dim, decay
+        self.moments = {"m1": torch.zeros(dim), "m2": torch.zeros(dim, dim), "weight": torch.zeros(())}
 
     def update(self, w: torch.Tensor) -> None:
         w = w.detach().float()
-        mean = w.mean(0)
-        centred = w - mean
-        cov = centred.t() @ centred / max(1, w.shape[0] - 1)
-        self.mean.lerp_(mean, 1 - self.decay)
-        self.cov.lerp_(cov + torch.outer(mean - self.mean, mean - self.mean), 1 - self.decay)
+        m, a = self.moments, 1 - self.decay
+        m["m1"].mul_(self.decay).add_(a * w.mean(0))
+        m["m2"].mul_(self.decay).add_(a * (w.t() @ w) / w.shape[0])
+        m["weight"].mul_(self.decay).add_(a)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.moments["m1"] / self.moments["weight"].clamp_min(1e-12)
+
+    @property
+    def cov(self) -> torch.Tensor:
+        if self.moments["weight"] == 0:
+            return torch.eye(self.dim)
+        mean = self.mean
+        return self.moments["m2"] / self.moments["weight"] - torch.outer(mean, mean)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        chol = torch.linalg.cholesky(self.cov + 1e-4 * torch.eye(len(self.mean)))
-        return self.mean + torch.randn(n, len(self.mean), generator=generator) @ chol.t()
+        cov = self.cov
+        chol = torch.linalg.cholesky(cov + 1e-4 * cov.diagonal().mean() * torch.eye(self.dim))
+        return self.mean + torch.randn(n, self.dim, generator=generator) @ chol.t()
 
 
 def ema_update(target: torch.nn.Module, source: torch.nn.Module, decay: float) -> None:
@@ -163,7 +177,7 @@ class Trainer:
             "nets": {k: v.state_dict() for k, v in nets.items()},
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict() if self.opt_d else None,
-            "prior": {"mean": self.prior.mean, "cov": self.prior.cov},
+            "prior": self.prior.moments,
             "state": asdict(self.state),
             "recipe": asdict(self.recipe),
             "config": self.config.to_dict(),
@@ -184,7 +198,8 @@ class Trainer:
         self.opt_g.load_state_dict(ckpt["opt_g"])
         if self.opt_d and ckpt.get("opt_d"):
             self.opt_d.load_state_dict(ckpt["opt_d"])
-        self.prior.mean, self.prior.cov = ckpt["prior"]["mean"], ckpt["prior"]["cov"]
+        if set(ckpt["prior"]) == set(self.prior.moments):  # older states kept mean/cov only
+            self.prior.moments = ckpt["prior"]
         self.state = TrainState(**ckpt["state"])
 
     def save_compact(self, path: Path) -> None:
@@ -195,8 +210,8 @@ class Trainer:
             if net is not None:
                 for k, v in net.state_dict().items():
                     tensors[f"{name}.{k}"] = v.detach().half().contiguous()
-        tensors["prior.mean"] = self.prior.mean.contiguous()
-        tensors["prior.cov"] = self.prior.cov.contiguous()
+        for k, v in self.prior.moments.items():
+            tensors[f"prior.{k}"] = v.contiguous()
         meta = {"state": json.dumps(asdict(self.state)), "recipe": json.dumps(asdict(self.recipe)),
                 "config": json.dumps(self.config.to_dict())}  # fmt: skip
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -211,7 +226,7 @@ class Trainer:
             sd = {k[len(name) + 1 :]: v.float() for k, v in tensors.items() if k.startswith(name + ".")}
             if sd:
                 net.load_state_dict(sd)
-        self.prior.mean, self.prior.cov = tensors["prior.mean"].float(), tensors["prior.cov"].float()
+        self.prior.moments = {k: tensors[f"prior.{k}"].float() for k in self.prior.moments}
         from safetensors import safe_open
 
         with safe_open(str(path), "pt") as f:
@@ -354,44 +369,37 @@ def train(
 # --------------------------------------------------------------------------- export
 
 
-def fit_mapping(G: Generator, w_data: torch.Tensor, steps: int = 3000, batch: int = 512, log=print) -> dict[str, float]:
-    """Fit the mapping network so that mapping(z ~ N(0, I)) matches the encoded W distribution.
+def gaussian_mapping(G: Generator, w_data: torch.Tensor) -> Generator:
+    """A copy of ``G`` whose mapping is the Gaussian fitted to the encoded latents.
 
-    Moment matching (mean and covariance) plus a small latent-space discriminator for
-    the higher moments; all on vectors, so it takes a minute on a CPU.
+    The mapping becomes PixelNorm + one linear layer: PixelNorm puts z on the sphere of
+    radius sqrt(dim), nearly a standard normal in high dimensions, so
+    ``mapping(z) = mean + L z`` with ``L L^T`` the covariance of the encoded W.
+    Synthesis weights are copied unchanged.
     """
-    dim = w_data.shape[1]
-    mean, cov = w_data.mean(0), torch.cov(w_data.t())
-    disc = torch.nn.Sequential(
-        torch.nn.Linear(dim, 256), torch.nn.LeakyReLU(0.2), torch.nn.Linear(256, 256), torch.nn.LeakyReLU(0.2), torch.nn.Linear(256, 1)
-    )
-    opt_m = torch.optim.Adam(G.style.parameters(), lr=0.02, betas=(0.5, 0.99))
-    opt_d = torch.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.99))
-    G.style.requires_grad_(True)
-    for step in range(steps):
-        z = torch.randn(batch, dim)
-        w = G.mapping(z)
-        real = w_data[torch.randint(0, len(w_data), (batch,))]
-        d_loss = F.softplus(disc(w.detach())).mean() + F.softplus(-disc(real)).mean()
-        opt_d.zero_grad()
-        d_loss.backward()
-        opt_d.step()
-        m_loss = (w.mean(0) - mean).square().sum() + (torch.cov(w.t()) - cov).square().sum()
-        loss = m_loss + 0.05 * F.softplus(-disc(w)).mean()
-        opt_m.zero_grad()
-        loss.backward()
-        opt_m.step()
-        for group in opt_m.param_groups:
-            group["lr"] = 0.02 * 0.5 * (1 + math.cos(math.pi * step / steps))
-        if step % 500 == 0 or step == steps - 1:
-            log(f"mapping fit step {step}: moment loss {m_loss.item():.4f} d={d_loss.item():.3f}")
-    G.style.requires_grad_(False)
+    config = replace(G.config, n_mlp=1, mapping_linear=True)
+    out = Generator(config)
+    state = {k: v for k, v in G.state_dict().items() if not k.startswith("style.")}
+    mean = w_data.mean(0)
+    cov = torch.cov(w_data.t().double())
+    chol = torch.linalg.cholesky(cov + 1e-6 * cov.diagonal().mean() * torch.eye(len(mean), dtype=cov.dtype)).float()
+    layer = out.style[1]
+    # EqualLinear computes x @ (weight * scale).T + bias * lr_mul
+    state["style.1.weight"] = chol / layer.scale
+    state["style.1.bias"] = mean / layer.lr_mul
+    out.load_state_dict(state, strict=True)
+    return out.eval()
+
+
+def prior_fit(G: Generator, w_data: torch.Tensor, n: int = 20_000) -> dict[str, float]:
+    """How well mapping(z) matches the encoded W distribution (relative errors)."""
     with torch.no_grad():
-        w = G.mapping(torch.randn(10_000, dim))
-        return {
-            "mean_error": (w.mean(0) - mean).norm().item() / mean.norm().clamp_min(1e-8).item(),
-            "cov_error": (torch.cov(w.t()) - cov).norm().item() / cov.norm().item(),
-        }
+        w = G.mapping(torch.randn(n, G.style_dim))
+    mean, cov = w_data.mean(0), torch.cov(w_data.t())
+    return {
+        "mean_error": (w.mean(0) - mean).norm().item() / mean.norm().clamp_min(1e-8).item(),
+        "cov_error": (torch.cov(w.t()) - cov).norm().item() / cov.norm().item(),
+    }
 
 
 @torch.no_grad()
@@ -400,23 +408,23 @@ def encode_all(E: Encoder, faces: np.ndarray, batch: int = 256) -> torch.Tensor:
 
 
 def export(
-    trainer: Trainer, data_dir: Path, out_dir: Path, heldout_count: int = HELDOUT_COUNT, mapping_steps: int = 3000, log=print
+    trainer: Trainer, data_dir: Path, out_dir: Path, heldout_count: int = HELDOUT_COUNT, log=print
 ) -> dict:
     """Write the shippable model: EMA generator (with fitted mapping), encoder, held-out list."""
     files = list_images(data_dir)
     train_files, heldout = heldout_split(files, heldout_count)
     faces = load_faces(data_dir, train_files, trainer.config.resolution, cache_dir=trainer.run_dir.parent / "cache")
-    G = copy.deepcopy(trainer.G_ema)
     w_data = encode_all(trainer.E_ema, faces)
-    fit = fit_mapping(G, w_data, steps=mapping_steps, log=log)
-    log(f"mapping fit: {fit}")
+    G = gaussian_mapping(trainer.G_ema, w_data)
+    fit = prior_fit(G, w_data)
+    log(f"prior fit: {fit}")
     out_dir.mkdir(parents=True, exist_ok=True)
     save_native(G, out_dir, "generator")
     save_encoder(trainer.E_ema, out_dir / "encoder.safetensors")
     (out_dir / "heldout.txt").write_text(
         "# UTKFace files held out from all training (generator, encoder, classifiers)\n" + "\n".join(heldout) + "\n"
     )
-    info = {"recipe": asdict(trainer.recipe), "train": asdict(trainer.state), "mapping_fit": fit, "train_files": len(train_files)}
+    info = {"recipe": asdict(trainer.recipe), "train": asdict(trainer.state), "prior_fit": fit, "train_files": len(train_files)}
     (out_dir / "training.json").write_text(json.dumps(info, indent=2))
     return info
 
