@@ -1,0 +1,178 @@
+"""Image intake: any common upload -> RGB uint8 array, with limits and one-line errors.
+
+Uploads come from strangers: decoding is bounded (bytes, pixels, decompression bombs)
+and every failure is a :class:`UserError`, never a traceback.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+
+from .errors import UserError
+
+DEFAULT_MAX_MEGAPIXELS = 40.0
+DEFAULT_MAX_UPLOAD_MB = 25.0
+MIN_SIDE = 32
+# MPO is how many phones store JPEGs (a JPEG with extra frames).
+FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WebP", "BMP": "BMP", "TIFF": "TIFF", "GIF": "GIF"}
+SUPPORTED = "JPEG, PNG, WebP, BMP, TIFF or GIF"
+_SRGB = ImageCms.createProfile("sRGB")
+
+
+def _env_limit(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UserError(f"{name} must be a number, not {raw!r}") from None
+    if value <= 0:
+        raise UserError(f"{name} must be positive, not {raw!r}")
+    return value
+
+
+def max_pixels_limit() -> int:
+    return int(_env_limit("STUDIO_MAX_MEGAPIXELS", DEFAULT_MAX_MEGAPIXELS) * 1e6)
+
+
+def max_bytes_limit() -> int:
+    return int(_env_limit("STUDIO_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB) * 1024 * 1024)
+
+
+def _read_source(source: str | Path | bytes, max_bytes: int) -> tuple[bytes, str]:
+    """The file's bytes and a short name for messages, refusing oversized files before reading."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data, name = bytes(source), "upload"
+    else:
+        path = Path(source)
+        name = path.name
+        if not path.is_file():
+            raise UserError(f"image not found: {path}")
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise UserError(f"{name} is {size / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB")
+        data = path.read_bytes()
+    if not data:
+        raise UserError(f"{name} is empty")
+    if len(data) > max_bytes:
+        raise UserError(f"{name} is {len(data) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB")
+    return data, name
+
+
+def _to_srgb(im: Image.Image) -> Image.Image:
+    """Convert through the embedded ICC profile (phone photos in Display P3, CMYK prints)."""
+    icc = im.info.get("icc_profile")
+    if not icc or im.mode not in ("RGB", "CMYK"):
+        return im
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        return ImageCms.profileToProfile(im, profile, _SRGB, outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return im  # a broken profile is not worth refusing the photo for
+
+
+def _high_depth_to_l(im: Image.Image) -> Image.Image:
+    """16-bit and float greyscale -> 8-bit "L"; PIL's own convert clips instead of scaling."""
+    arr = np.asarray(im, dtype=np.float64)
+    if im.mode == "F":
+        arr = arr * 255.0 if arr.size and np.nanmax(arr) <= 1.0 else arr
+    else:  # "I;16*" and "I" (how PIL opens 16-bit PNG/TIFF greyscale)
+        arr = arr / 257.0
+    return Image.fromarray(np.clip(np.nan_to_num(arr), 0, 255).round().astype(np.uint8), "L")
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
+        im = _high_depth_to_l(im)
+    has_alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (im.mode == "P" and "transparency" in im.info)
+    if has_alpha:
+        # Transparent areas become white, as the app shows them, not black as a plain convert would.
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    im = _to_srgb(im)
+    return im if im.mode == "RGB" else im.convert("RGB")
+
+
+def load_image(source: str | Path | bytes, max_pixels: int | None = None, max_bytes: int | None = None) -> np.ndarray:
+    """Decode an upload to an RGB uint8 array (H, W, 3) at full resolution.
+
+    Accepts JPEG, PNG, WebP, BMP, TIFF and GIF (first frame); applies EXIF orientation;
+    composites transparency over white; converts greyscale, palette, CMYK and 16-bit to RGB.
+    Limits default to STUDIO_MAX_MEGAPIXELS (40) and STUDIO_MAX_UPLOAD_MB (25).
+    """
+    max_pixels = max_pixels or max_pixels_limit()
+    data, name = _read_source(source, max_bytes or max_bytes_limit())
+    with warnings.catch_warnings():
+        # PIL only warns between its own limit and twice that; treat every bomb as an error.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(io.BytesIO(data))
+        except UnidentifiedImageError:
+            raise UserError(f"{name} is not an image PIL can read; use {SUPPORTED}") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise UserError(f"{name} has too many pixels (decompression bomb?)") from None
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise UserError(f"{name} could not be read: {_reason(exc)}") from None
+        kind = FORMATS.get(im.format or "")
+        if kind is None:
+            raise UserError(f"{name} is {im.format or 'an unknown format'}; use {SUPPORTED}")
+        width, height = im.size
+        # Checked on the header, before any pixel is decoded.
+        if width * height > max_pixels:
+            raise UserError(
+                f"{name} is {width}x{height} ({width * height / 1e6:.1f} MP); the limit is {max_pixels / 1e6:.0f} MP"
+            )
+        if min(width, height) < MIN_SIDE:
+            raise UserError(f"{name} is too small ({width}x{height}); faces need at least {MIN_SIDE} px per side")
+        try:
+            im.seek(0)  # GIF/TIFF/MPO: the first frame
+            im.load()
+            im = ImageOps.exif_transpose(im) or im
+            rgb = _to_rgb(im)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise UserError(f"{name} has too many pixels (decompression bomb?)") from None
+        except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+            raise UserError(f"{name} is corrupt or truncated ({kind}): {_reason(exc)}") from None
+    return np.asarray(rgb, dtype=np.uint8).copy()
+
+
+def _reason(exc: Exception) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:120]
+
+
+def downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """A copy no longer than ``max_side`` px and the factor applied (<= 1), for fast detection.
+
+    Coordinates found on the copy map back to the original by dividing by the factor.
+    """
+    height, width = image.shape[:2]
+    scale = min(1.0, max_side / max(height, width))
+    if scale >= 1.0:
+        return image, 1.0
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
+    # The exact factor per axis differs by rounding; the mean is good to a fraction of a pixel.
+    return small, (size[0] / width + size[1] / height) / 2
+
+
+def save_image(image: np.ndarray, path: str | Path) -> Path:
+    """Write an RGB uint8 array; the format follows the extension (PNG, JPEG, WebP)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        Image.fromarray(np.ascontiguousarray(image)).save(path)
+    except (KeyError, ValueError):
+        raise UserError(f"cannot write {path.name}: unknown image extension {path.suffix!r}") from None
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {_reason(exc)}") from None
+    return path
