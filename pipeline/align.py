@@ -85,19 +85,20 @@ def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ matrix[:2, :2].T + matrix[:2, 2]
 
 
-def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+def umeyama(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """Least-squares similarity (rotation, uniform scale, translation) taking src to dst, 3x3.
 
     Umeyama (1991), "Least-squares estimation of transformation parameters between two
-    point patterns"; reflections are excluded.
+    point patterns", with optional per-point weights; reflections are excluded.
     """
     src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
-    mu_s, mu_d = src.mean(0), dst.mean(0)
+    w = np.full(len(src), 1.0 / len(src)) if weights is None else np.asarray(weights, np.float64) / np.sum(weights)
+    mu_s, mu_d = w @ src, w @ dst
     s, d = src - mu_s, dst - mu_d
-    u, sig, vt = np.linalg.svd(d.T @ s / len(src))
+    u, sig, vt = np.linalg.svd((d * w[:, None]).T @ s)
     flip = np.diag([1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt)) or 1.0])
     rotation = u @ flip @ vt
-    scale = np.trace(np.diag(sig) @ flip) / (s**2).sum(1).mean()
+    scale = np.trace(np.diag(sig) @ flip) / (w @ (s**2).sum(1))
     out = np.eye(3)
     out[:2, :2] = scale * rotation
     out[:2, 2] = mu_d - scale * rotation @ mu_s
@@ -126,10 +127,13 @@ def ffhq_quad_matrix(landmarks: np.ndarray, size: int, spec: dict) -> np.ndarray
 
 
 def similarity_matrix(landmarks: np.ndarray, size: int, spec: dict) -> np.ndarray:
-    """Least-squares similarity from the face's landmarks onto the template's mean points."""
+    """Least-squares similarity from the face's landmarks onto the template's mean points.
+
+    Points that vary less across the training faces (eyes, nose) may weigh more (``fit_weights``).
+    """
     idx = spec["fit_indices"]
     dst = np.asarray(spec["points"], dtype=np.float64)[idx] * size - 0.5
-    return np.linalg.inv(umeyama(np.asarray(landmarks, dtype=np.float64)[idx], dst))
+    return np.linalg.inv(umeyama(np.asarray(landmarks, dtype=np.float64)[idx], dst, spec.get("fit_weights")))
 
 
 METHODS: dict[str, Callable[[np.ndarray, int, dict], np.ndarray]] = {
