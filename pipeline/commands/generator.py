@@ -14,6 +14,7 @@ def register(sub, groups) -> None:
     p.add_argument("--recipe", default="ae-pgan", help="training recipe (see pipeline/training/generator_train.py)")
     p.add_argument("--run-dir", type=Path, default=None, help="full training state (default runs/<recipe>)")
     p.add_argument("--max-minutes", type=float, default=None)
+    p.add_argument("--max-cpu-minutes", type=float, default=None, help="stop after this much CPU time in total")
     p.add_argument("--max-images", type=int, default=None)
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--threads", type=int, default=None)
@@ -36,7 +37,7 @@ def run_train(args: argparse.Namespace) -> int:
     recipe = recipe_with(args.recipe, batch=args.batch)
     run_dir = args.run_dir or Path("runs") / args.recipe
     trainer = train(
-        args.data, recipe, run_dir, max_images=args.max_images, max_minutes=args.max_minutes,
+        args.data, recipe, run_dir, max_images=args.max_images, max_minutes=args.max_minutes, max_cpu_minutes=args.max_cpu_minutes,
         resume=not args.fresh, compact_state=args.compact_state, threads=args.threads,
     )  # fmt: skip
     if args.export:

@@ -131,9 +131,13 @@ class RunningGaussian:
         return self.moments["m2"] / self.moments["weight"] - torch.outer(mean, mean)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        cov = self.cov
-        chol = torch.linalg.cholesky(cov + 1e-4 * cov.diagonal().mean() * torch.eye(self.dim))
-        return self.mean + torch.randn(n, self.dim, generator=generator) @ chol.t()
+        return self.mean + torch.randn(n, self.dim, generator=generator) @ gaussian_factor(self.cov).t()
+
+
+def gaussian_factor(cov: torch.Tensor) -> torch.Tensor:
+    """A matrix L with L L^T = cov, robust to a rank-deficient or slightly indefinite estimate."""
+    eigvals, eigvecs = torch.linalg.eigh(cov.double())
+    return (eigvecs * eigvals.clamp_min(0).sqrt()).to(cov.dtype)
 
 
 def ema_update(target: torch.nn.Module, source: torch.nn.Module, decay: float) -> None:
@@ -309,6 +313,7 @@ def train(
     config: GeneratorConfig = EMBEDDED_CONFIG,
     max_images: int | None = None,
     max_minutes: float | None = None,
+    max_cpu_minutes: float | None = None,
     resume: bool = True,
     compact_state: Path | None = None,
     threads: int | None = None,
@@ -339,6 +344,7 @@ def train(
         return bool(
             (max_images is not None and trainer.state.images_seen >= max_images)
             or (max_minutes is not None and now - start_wall >= max_minutes * 60)
+            or (max_cpu_minutes is not None and trainer.state.cpu_seconds >= max_cpu_minutes * 60)
         )
 
     while not finished(time.time()):
@@ -381,8 +387,7 @@ def gaussian_mapping(G: Generator, w_data: torch.Tensor) -> Generator:
     out = Generator(config)
     state = {k: v for k, v in G.state_dict().items() if not k.startswith("style.")}
     mean = w_data.mean(0)
-    cov = torch.cov(w_data.t().double())
-    chol = torch.linalg.cholesky(cov + 1e-6 * cov.diagonal().mean() * torch.eye(len(mean), dtype=cov.dtype)).float()
+    chol = gaussian_factor(torch.cov(w_data.t()))
     layer = out.style[1]
     # EqualLinear computes x @ (weight * scale).T + bias * lr_mul
     state["style.1.weight"] = chol / layer.scale
