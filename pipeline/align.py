@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -219,6 +220,12 @@ def warp_affine(
     data = tuple(corner[:2].ravel())
     out = Image.fromarray(region).transform((out_w, out_h), Image.Transform.AFFINE, data, Image.Resampling.BICUBIC)
     return np.asarray(out)
+
+
+def compact_json(data: dict) -> str:
+    """Indented JSON with each innermost list on one line (68 points stay readable)."""
+    text = json.dumps(data, indent=1)
+    return re.sub(r"\[\s*([^\[\]{}]*?)\s*\]", lambda m: "[" + re.sub(r"\s+", " ", m.group(1)) + "]", text) + "\n"
 
 
 # ---- the aligned face -------------------------------------------------------------------

@@ -80,6 +80,7 @@ def _stats(values: list[float], digits: int = 3) -> dict[str, float]:
     return {
         "mean": round(float(finite.mean()), digits),
         "median": round(float(np.median(finite)), digits),
+        "p10": round(float(np.percentile(finite, 10)), digits),
         "p90": round(float(np.percentile(finite, 90)), digits),
     }
 

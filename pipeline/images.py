@@ -86,7 +86,7 @@ def _high_depth_to_l(im: Image.Image) -> Image.Image:
         arr = arr * 255.0 if arr.size and np.nanmax(arr) <= 1.0 else arr
     else:  # "I;16*" and "I" (how PIL opens 16-bit PNG/TIFF greyscale)
         arr = arr / 257.0
-    return Image.fromarray(np.clip(np.nan_to_num(arr), 0, 255).round().astype(np.uint8), "L")
+    return Image.fromarray(np.clip(np.nan_to_num(arr), 0, 255).round().astype(np.uint8))
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -111,15 +111,19 @@ def load_image(source: str | Path | bytes, max_pixels: int | None = None, max_by
     """
     max_pixels = max_pixels or max_pixels_limit()
     data, name = _read_source(source, max_bytes or max_bytes_limit())
+    too_many = f"{name} has too many pixels; the limit is {max_pixels / 1e6:.0f} MP"
     with warnings.catch_warnings():
-        # PIL only warns between its own limit and twice that; treat every bomb as an error.
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        # Our own limit is checked on the header below; PIL's warning would only be noise.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             im = Image.open(io.BytesIO(data))
         except UnidentifiedImageError:
-            raise UserError(f"{name} is not an image PIL can read; use {SUPPORTED}") from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise UserError(f"{name} has too many pixels (decompression bomb?)") from None
+            kind = _sniff(data)
+            if kind:
+                raise UserError(f"{name} looks like a {kind} file but is corrupt or truncated") from None
+            raise UserError(f"{name} is not an image; use {SUPPORTED}") from None
+        except Image.DecompressionBombError:
+            raise UserError(too_many) from None
         except (OSError, SyntaxError, ValueError) as exc:
             raise UserError(f"{name} could not be read: {_reason(exc)}") from None
         kind = FORMATS.get(im.format or "")
@@ -138,11 +142,27 @@ def load_image(source: str | Path | bytes, max_pixels: int | None = None, max_by
             im.load()
             im = ImageOps.exif_transpose(im) or im
             rgb = _to_rgb(im)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise UserError(f"{name} has too many pixels (decompression bomb?)") from None
+        except Image.DecompressionBombError:
+            raise UserError(too_many) from None
         except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
             raise UserError(f"{name} is corrupt or truncated ({kind}): {_reason(exc)}") from None
     return np.asarray(rgb, dtype=np.uint8).copy()
+
+
+def _sniff(data: bytes) -> str | None:
+    """The format a file claims by its first bytes, to tell a damaged image from a non-image."""
+    signatures = {
+        b"\xff\xd8": "JPEG",
+        b"\x89PNG": "PNG",
+        b"GIF8": "GIF",
+        b"BM": "BMP",
+        b"II*\x00": "TIFF",
+        b"MM\x00*": "TIFF",
+    }
+    for magic, kind in signatures.items():
+        if data.startswith(magic):
+            return kind
+    return "WebP" if data[:4] == b"RIFF" and data[8:12] == b"WEBP" else None
 
 
 def _reason(exc: Exception) -> str:

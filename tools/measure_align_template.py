@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from datetime import date
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.align import umeyama  # noqa: E402
+from pipeline.align import compact_json, umeyama  # noqa: E402
 from pipeline.align_bench import identity_deviation, split_files, spread  # noqa: E402
 from pipeline.faces import detect_faces  # noqa: E402
 from pipeline.images import load_image  # noqa: E402
@@ -110,13 +109,7 @@ def main() -> int:
             "tool": "tools/measure_align_template.py",
         },
     }
-    # One line per innermost list keeps the 68 points readable in a diff.
-    text = re.sub(
-        r"\[\s*([^\[\]{}]*?)\s*\]",
-        lambda m: "[" + re.sub(r"\s+", " ", m.group(1)) + "]",
-        json.dumps(template, indent=1),
-    )
-    args.out.write_text(text + "\n")
+    args.out.write_text(compact_json(template))
     eyes = mean[[36, 45]] * size - 0.5
     print(json.dumps({"faces": len(points), "no_face": missed, "fit_sets": scores, "fit_set": best,
                       "outer_eye_corners_at_64": np.round(eyes, 2).tolist()}))  # fmt: skip

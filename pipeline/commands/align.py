@@ -62,7 +62,7 @@ def resolve(model: str | None, template: str | None, size: int | None) -> tuple[
 
 
 def run_align(args: argparse.Namespace) -> int:
-    from ..align import align_face, load_template
+    from ..align import align_face, compact_json, load_template
     from ..errors import UserError
     from ..faces import find_faces, select_face
     from ..images import load_image, save_image
@@ -82,7 +82,7 @@ def run_align(args: argparse.Namespace) -> int:
     aligned = align_face(image, select_face(faces, args.face), template, size, face_index=args.face)
     save_image(aligned.image, args.out)
     transform = args.transform or args.out.with_suffix(".json")
-    transform.write_text(json.dumps({"source": str(args.image), **aligned.to_dict()}, indent=1) + "\n")
+    transform.write_text(compact_json({"source": str(args.image), **aligned.to_dict()}))
     print(f"face {args.face} of {len(faces)} -> {args.out} ({template}, {size} px); transform {transform}")
     return 0
 
