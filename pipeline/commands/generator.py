@@ -55,6 +55,8 @@ def register_bench(groups) -> None:
     p.add_argument("--n-faces", type=int, default=500)
     p.add_argument("--n-recon", type=int, default=200)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--card", action="store_true", help="write the numbers into the model folder's MODEL_CARD.md")
+    p.add_argument("--comparison", type=Path, default=None, help="JSON of a recipe comparison to include in the card")
     p.set_defaults(func=run_bench)
 
 
@@ -78,4 +80,10 @@ def run_bench(args: argparse.Namespace) -> int:
         result["train_cpu_hours"] = round(train["cpu_seconds"] / 3600, 3)
         result["train_images_per_second"] = round(train["images_seen"] / max(1, train["wall_seconds"]), 2)
     print(json.dumps(result, indent=2 if not args.json else None))
+    if args.card:
+        from ..training.model_card import write_model_card
+
+        comparison = json.loads(args.comparison.read_text()) if args.comparison else None
+        (args.weights / "bench.json").write_text(json.dumps(result, indent=2))
+        write_model_card(args.weights, result, comparison)
     return 0

@@ -1,0 +1,77 @@
+"""The embedded model's card: data, licence, recipe, compute and measured quality."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+import torch
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def write_model_card(model_dir: Path, bench: dict, comparison: dict | None = None) -> Path:
+    info = json.loads((model_dir / "training.json").read_text())
+    config = json.loads((model_dir / "generator.json").read_text())
+    train, recipe = info["train"], info["recipe"]
+    heldout = [line for line in (model_dir / "heldout.txt").read_text().splitlines() if line and not line.startswith("#")]
+    rows = "\n".join(f"| {k} | {_fmt(v)} |" for k, v in bench.items() if not isinstance(v, dict))
+    recon = bench.get("reconstruction", {})
+    recon_rows = "\n".join(f"| {k} | {_fmt(v)} |" for k, v in recon.items())
+    lines = [
+        f"# {model_dir.name}: embedded StyleGAN2 face generator",
+        "",
+        "The default model of the studio: a small StyleGAN2 trained on a CPU, with the encoder",
+        "trained jointly with it (first guess for inversions).",
+        "",
+        "## Data and licence",
+        "- UTKFace, \"Aligned & Cropped\" faces (200x200), resized whole to "
+        f"{config['resolution']} px. **UTKFace is for non-commercial research only; so is this model.**",
+        f"- {info['train_files']} training faces; {len(heldout)} faces held out from all training "
+        "(generator, encoder, classifiers), listed in `heldout.txt` (a fixed hash-based split).",
+        "",
+        "## Architecture",
+        f"- StyleGAN2 generator (rosinality-compatible keys), {config['resolution']} px, style dim {config['style_dim']}, "
+        f"channels {config['channels']} (`generator.json`).",
+        "- Mapping: PixelNorm + one linear layer holding the Gaussian fitted to the encoded latents "
+        "(`mapping(z) = mean + L z`), so sampling and truncation work as with any StyleGAN2.",
+        "- Encoder: residual CNN to W plus per-layer offsets (W+), `encoder.safetensors`.",
+        "",
+        "## Recipe",
+        f"- `{recipe['name']}`: L1 x{recipe['pixel']} + perceptual (SqueezeNet LPIPS-style) x{recipe['perceptual']}"
+        + (
+            f" + non-saturating GAN loss x{recipe['adversarial']} on reconstructions and x{recipe['prior_adversarial']} on prior samples,"
+            f" critic on frozen SqueezeNet features (R1 gamma {recipe['r1_gamma']}), after {recipe['adversarial_after']} images"
+            if recipe["adversarial"] or recipe["prior_adversarial"]
+            else ""
+        ),
+        f"- batch {recipe['batch']}, Adam lr {recipe['lr']}, latent noise {recipe['latent_noise']} std, EMA half-life 10k images.",
+        f"- Images seen: {train['images_seen']:,}; CPU time {train['cpu_seconds'] / 3600:.2f} h "
+        f"(wall {train['wall_seconds'] / 3600:.2f} h) on {platform.machine()} CPU, PyTorch {torch.__version__}.",
+        "- Resume: `nice -n 19 .venv/bin/python -m pipeline train generator --data ../shared/data/utkface "
+        "--export weights/utkface-64` (continues from `train_state.safetensors`).",
+        "",
+        "## Quality (`python -m pipeline bench generator`)",
+        "| measure | value |",
+        "|---|---|",
+        rows,
+    ]
+    if recon_rows:
+        lines += ["", "Reconstruction of held-out faces by the encoder alone:", "", "| measure | value |", "|---|---|", recon_rows]
+    if comparison:
+        lines += ["", "## Recipe comparison (same CPU budget)", "", "```json", json.dumps(comparison, indent=2), "```"]
+    lines += [
+        "",
+        "## Limitations",
+        "- 64 px output; faces are soft and lack fine detail. Use the hub FFHQ model for high resolution.",
+        "- UTKFace's age, gender and ethnicity balance is inherited; attribute edits reflect it.",
+        "",
+    ]
+    path = model_dir / "MODEL_CARD.md"
+    path.write_text("\n".join(lines))
+    return path
