@@ -168,9 +168,15 @@ def _blur_padding(region: np.ndarray, xs: np.ndarray, ys: np.ndarray, pads: tupl
     padded widths (left, top, right, bottom) in source pixels.
     """
     h, w = shape
-    left, top, right, bottom = (p if p > 0 else np.inf for p in pads)
-    mask_x = np.maximum(-xs / left, (xs - (w - 1)) / right)
-    mask_y = np.maximum(-ys / top, (ys - (h - 1)) / bottom)
+
+    def ramp(outside: np.ndarray, pad: float) -> np.ndarray:
+        # 0 at the photo's edge, 1 at the padding's outer edge, negative inside; an unpadded
+        # side must not count, so it is -inf there.
+        return outside / pad if pad > 0 else np.full_like(outside, -np.inf)
+
+    left, top, right, bottom = pads
+    mask_x = np.maximum(ramp(-xs, left), ramp(xs - (w - 1), right))
+    mask_y = np.maximum(ramp(-ys, top), ramp(ys - (h - 1), bottom))
     mask = np.maximum(mask_x[None, :], mask_y[:, None])[..., None]
     img = region.astype(np.float32)
     img += (ndimage.gaussian_filter(img, [sigma, sigma, 0]) - img) * np.clip(mask * 3.0 + 1.0, 0.0, 1.0)

@@ -1,6 +1,7 @@
 """Detection, template alignment and paste-back on a photo and a painting."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -213,3 +214,14 @@ def test_transform_round_trips_through_json(photos):
         AlignedFace.from_dict({"matrix": [[1, 0, 0]]})
     with pytest.raises(UserError, match="aligned on a 197x197"):
         paste_back(np.zeros((50, 60, 3), np.uint8), back, aligned.image)
+
+
+def test_ffhq_padding_blurs_only_outside_the_photo(photos):
+    image, face = photos["astronaut.png"]
+    crop = image[60:400, 150:480]  # the face now sits near the top-left edge
+    moved = replace(face, landmarks=face.landmarks - [150, 60])
+    aligned = align_face(crop, moved, "ffhq", 256)
+    plain = warp_affine(crop, aligned.matrix, (256, 256), padding="reflect")
+    assert np.array_equal(aligned.image[100:200, 100:200], plain[100:200, 100:200])
+    corner, plain_corner = aligned.image[:40, :40].astype(float), plain[:40, :40].astype(float)
+    assert np.abs(np.diff(corner, axis=1)).mean() < 0.5 * np.abs(np.diff(plain_corner, axis=1)).mean()
