@@ -184,7 +184,7 @@ def prepare_target(image: torch.Tensor | np.ndarray | Image.Image, resolution: i
             raise UserError(f"image is {image.shape[1]}x{image.shape[0]}: align the face first (aligned faces are square)")
         if image.shape[0] != resolution:
             image = np.asarray(Image.fromarray(image).resize((resolution, resolution), Image.Resampling.LANCZOS))
-        return from_uint8(image)[None]
+        return from_uint8(np.array(image))[None]  # a writable copy: torch warns on read-only arrays
     if not isinstance(image, torch.Tensor):
         raise UserError(f"unsupported image type {type(image).__name__}")
     if image.ndim == 3:
@@ -255,6 +255,7 @@ def invert(
     G: Generator,
     image: torch.Tensor | np.ndarray | Image.Image,
     encoder: Encoder | None = None,
+    init: torch.Tensor | None = None,
     steps: int | None = None,
     space: Space | None = None,
     optimize_noise: bool | None = None,
@@ -268,6 +269,8 @@ def invert(
 ) -> InversionResult:
     """Invert an aligned face ``image`` into ``G``'s latent space.
 
+    The search starts from ``init`` (a W (1, dim) or W+ (1, n_latent, dim) code, e.g. a
+    saved latent to refine), else from the encoder's guess, else from mean W.
     ``settings`` (default :data:`DEFAULTS`, or :data:`BASELINE` with ``baseline=True``)
     holds every knob; ``steps``, ``space`` and ``optimize_noise`` override it.
     ``callback(step, loss, preview)`` is called every ``preview_every`` steps and at
@@ -297,7 +300,13 @@ def invert(
     if s.latent_noise > 0 or s.init == "mean" or encoder is None or pti:
         w_mean, w_spread = w_prior(G, s.mean_w_samples, seed)
     with torch.no_grad():
-        if s.init == "encoder" and encoder is not None:
+        if init is not None:
+            code = init.detach().to(device, torch.float32)
+            code = code[:, None] if code.ndim == 2 else code
+            if code.shape[0] != 1 or code.shape[2] != G.style_dim or code.shape[1] not in (1, G.n_latent):
+                raise UserError(f"starting code of shape {tuple(init.shape)} does not fit this generator")
+            start = code.mean(1, keepdim=True) if s.space == "w" else code.expand(-1, G.n_latent, -1)
+        elif s.init == "encoder" and encoder is not None:
             w0, offsets = encoder(target)
             start = w0[:, None] if s.space == "w" else w0[:, None] + offsets
         else:

@@ -8,7 +8,8 @@ garbage image:
 
 * ``latent``: ``(batch, style_dim)`` in space ``w`` or ``(batch, n_latent, style_dim)``
   in space ``wplus``, float32;
-* ``noise_i`` (optional): the optimised per-layer noise maps ``(batch, 1, r, r)``.
+* ``noise_i`` (optional): the optimised per-layer noise maps ``(batch, 1, r, r)``;
+* metadata ``generator`` (optional): a pivotally tuned generator saved beside it.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Latent:
     space: Space = "wplus"
     alignment: str = "unknown"
     noise: list[torch.Tensor] | None = None
+    generator: str = ""  # file name of a pivotally tuned generator next to the latent, if any
 
     def wplus(self, n_latent: int) -> torch.Tensor:
         """The code as W+ (batch, n_latent, dim), whatever space it is stored in."""
@@ -64,6 +66,7 @@ def save_latent(path: str | Path, latent: Latent) -> Path:
         "shape": json.dumps(list(latent.latent.shape)),
         "alignment": latent.alignment,
         "noise_layers": str(len(latent.noise or [])),
+        "generator": latent.generator,
     }
     save_file(tensors, str(path), metadata=meta)
     return path
@@ -124,7 +127,8 @@ def load_latent(
                     raise UserError(f"{path.name}: noise map {i} has shape {tuple(n.shape)}, the model needs {tuple(shape)}")
         for i, n in enumerate(noise):
             _check_values(n, f"{path.name} noise map {i}")
-    return Latent(latent=latent, model=name, space=space, alignment=meta.get("alignment", "unknown"), noise=noise)
+    return Latent(latent=latent, model=name, space=space, alignment=meta.get("alignment", "unknown"), noise=noise,
+                  generator=meta.get("generator", ""))  # fmt: skip
 
 
 def _check_tensor(t: torch.Tensor, space: str, n_latent: int | None, style_dim: int | None, where: str) -> None:

@@ -1,0 +1,260 @@
+"""``invert``, ``train encoder`` and ``bench inversion``: from an aligned face to its latent code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="registry model (default: the default model)")
+    p.add_argument("--weights", type=Path, default=None,
+                   help="model folder (generator.safetensors, encoder.safetensors) instead of the registry's")  # fmt: skip
+
+
+def register(sub, groups) -> None:
+    p = sub.add_parser("invert", help="find the latent code of an aligned face (run align first)")
+    p.add_argument("image", type=Path, help="aligned face image (square, as written by align)")
+    add_model_args(p)
+    p.add_argument("--steps", type=int, default=None, help="optimisation steps (default: 100; baseline 1000)")
+    p.add_argument("--space", choices=("w", "wplus"), default=None, help="latent space (default: wplus; baseline w)")
+    p.add_argument("--noise", action="store_true", help="also optimise the noise maps")
+    p.add_argument("--pti", action="store_true", help="pivotal tuning: also fine-tune a copy of the generator")
+    p.add_argument("--baseline", action="store_true", help="the StyleGAN2-ADA projector's settings (slow reference)")
+    p.add_argument("--init", type=Path, default=None, help="start from this latent file (e.g. to refine it)")
+    p.add_argument("--pti-steps", type=int, default=None, help="pivotal tuning steps (default: 60)")
+    p.add_argument("--out", type=Path, required=True, help="latent file (.safetensors)")
+    p.add_argument("--preview", type=Path, default=None, help="write the reconstruction here (PNG)")
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(func=run_invert)
+
+    p = groups["train"].add_parser("encoder", help="fine-tune the model's encoder against its generator (resumable)")
+    p.add_argument("--data", type=Path, required=True, help="training faces folder (UTKFace aligned crops)")
+    add_model_args(p)
+    p.add_argument("--out", type=Path, default=None, help="folder for encoder.safetensors (default: the model folder)")
+    p.add_argument("--run-dir", type=Path, default=Path("runs/encoder"), help="training state, for resuming")
+    p.add_argument("--max-minutes", type=float, default=10.0)
+    p.add_argument("--max-images", type=int, default=None)
+    p.add_argument("--n-eval", type=int, default=200, help="held-out faces measured before and after")
+    p.add_argument("--fresh", action="store_true", help="start over instead of resuming")
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(func=run_train_encoder)
+
+    p = groups["bench"].add_parser("inversion", help="projector baseline vs ours on held-out faces (JSON)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", type=Path, help="training data folder: the model's held-out faces are read from it")
+    src.add_argument("--images", type=Path, help="folder of aligned faces")
+    add_model_args(p)
+    p.add_argument("--n", type=int, default=20, help="number of faces")
+    p.add_argument("--steps", type=int, default=None, help="our steps (default: the default settings)")
+    p.add_argument("--no-baseline", action="store_true", help="skip the (slow) baseline")
+    p.add_argument("--pti", action="store_true", help="also measure pivotal tuning")
+    p.add_argument("--grid", type=Path, default=None, help="PNG: input | encoder | baseline | ours (| PTI) per face")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--json", action="store_true", help="one line of JSON")
+    p.set_defaults(func=run_bench)
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    generator: object  # Generator
+    encoder: object | None  # Encoder
+    folder: Path | None  # where its files live (encoder output, held-out list)
+    alignment: str
+
+
+def load_model(model: str | None, weights: Path | None) -> LoadedModel:
+    """The generator and encoder of a registry model, or of a model folder (``--weights``)."""
+    from ..checkpoints import load_native
+    from ..encoder import load_encoder
+    from ..errors import UserError
+
+    if weights is not None:
+        if not (weights / "generator.safetensors").is_file():
+            raise UserError(f"no generator.safetensors in {weights}")
+        enc = weights / "encoder.safetensors"
+        alignment = "unknown"
+        if model is not None:  # --model names the weights; its registry entry, if any, gives the alignment
+            try:
+                alignment = getattr(_registry_entry(model), "alignment", alignment)
+            except UserError:
+                pass
+        return LoadedModel(model or weights.resolve().name, load_native(weights / "generator.safetensors"),
+                           load_encoder(enc) if enc.is_file() else None, weights, alignment)  # fmt: skip
+    from ..registry import load_generator
+
+    entry = _registry_entry(model)
+    files = getattr(entry, "files", {}) or {}
+    enc = files.get("encoder")
+    enc = Path(enc) if enc else None
+    folder = enc.parent if enc else (Path(files["generator"]).parent if files.get("generator") else None)
+    G = load_generator(entry.name)
+    return LoadedModel(entry.name, G, load_encoder(enc) if enc and enc.is_file() else None, folder,
+                       getattr(entry, "alignment", "unknown"))  # fmt: skip
+
+
+def _registry_entry(model: str | None):
+    from ..errors import UserError
+
+    try:
+        from ..registry import get_model
+    except ImportError:
+        raise UserError("the model registry is not available; pass --weights DIR") from None
+    return get_model(model)
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+# --------------------------------------------------------------------------- invert
+
+
+def run_invert(args: argparse.Namespace) -> int:
+    from ..checkpoints import save_native
+    from ..errors import UserError
+    from ..images import load_image, save_image
+    from ..imaging import to_uint8
+    from ..inversion import BASELINE, DEFAULTS, invert
+    from ..latents import load_latent_for, save_latent
+
+    if args.out.suffix != ".safetensors":
+        raise UserError(f"--out must be a .safetensors file, not {args.out.name}")
+    if args.steps is not None and args.steps < 0:
+        raise UserError("--steps must be >= 0")
+    image = load_image(args.image)  # fails fast, before the model loads
+    if image.shape[0] != image.shape[1]:
+        raise UserError(f"{args.image.name} is {image.shape[1]}x{image.shape[0]}: run align first (aligned faces are square)")
+    set_threads(args.threads)
+    m = load_model(args.model, args.weights)
+    init = None
+    if args.init is not None:
+        start = load_latent_for(args.init, m.generator, m.name)
+        if start.latent.shape[0] != 1:
+            raise UserError(f"{args.init.name} holds {start.latent.shape[0]} codes; invert starts from one")
+        init = start.latent
+
+    def progress(step: int, loss: float, preview) -> None:
+        print(f"step {step}: loss {loss:.4f}", file=sys.stderr)
+
+    settings = BASELINE if args.baseline else DEFAULTS
+    if args.pti_steps is not None:
+        settings = replace(settings, pti_steps=args.pti_steps)
+    result = invert(m.generator, image, m.encoder, init=init, steps=args.steps, space=args.space, settings=settings,
+                    optimize_noise=True if args.noise else None, pti=args.pti, callback=progress, preview_every=25)  # fmt: skip
+    latent = result.latent(m.name, m.alignment)
+    if result.generator is not None:
+        # The tuned copy sits next to the latent, never over the shipped weights.
+        tuned = save_native(result.generator, args.out.parent, args.out.stem + ".pti")
+        latent.generator = tuned.name
+    save_latent(args.out, latent)
+    if args.preview:
+        save_image(to_uint8(result.image[0]), args.preview)
+    print(json.dumps({"latent": str(args.out), "model": m.name, "space": result.space, "steps": result.steps,
+                      "pti_steps": result.pti_steps, "seconds": round(result.seconds, 2), "stopped": result.stopped,
+                      "loss": round(result.history[-1]["loss"], 5)}))  # fmt: skip
+    return 0
+
+
+# --------------------------------------------------------------------------- train encoder
+
+
+def heldout_and_train_files(data: Path, folder: Path | None) -> tuple[list[str], list[str]]:
+    """(train, held-out) file names: the model folder's heldout.txt, else the fixed split."""
+    from ..training.data import heldout_split, list_images, read_heldout
+
+    files = list_images(data)
+    if folder is not None and (folder / "heldout.txt").is_file():
+        held = read_heldout(folder / "heldout.txt")
+        held_set = set(held)
+        return [f for f in files if f not in held_set], [f for f in held if f in set(files)]
+    return heldout_split(files)
+
+
+def evenly_spaced(items: list, n: int) -> list:
+    import numpy as np
+
+    if n >= len(items):
+        return list(items)
+    return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
+
+
+def run_train_encoder(args: argparse.Namespace) -> int:
+    from ..errors import UserError
+    from ..inversion_bench import identity_function
+    from ..training.data import load_faces
+    from ..training.encoder_train import file_digest, train_encoder, write_encoder
+
+    if not args.data.is_dir():
+        raise UserError(f"training data folder not found: {args.data}")
+    set_threads(args.threads)
+    m = load_model(args.model, args.weights)
+    if m.encoder is None:
+        raise UserError(f"model {m.name} has no encoder.safetensors to fine-tune")
+    out = args.out or m.folder
+    if out is None:
+        raise UserError("give --out: the model folder is unknown")
+    train_files, held = heldout_and_train_files(args.data, m.folder)
+    res = m.generator.config.resolution
+    train_faces = load_faces(args.data, train_files, res, cache_dir=args.run_dir.parent / "cache")
+    eval_faces = load_faces(args.data, evenly_spaced(held, args.n_eval), res)
+    gen_file = (m.folder / "generator.safetensors") if m.folder else None
+    digest = file_digest(gen_file) if gen_file and gen_file.is_file() else m.name
+    E, info = train_encoder(m.generator, m.encoder, train_faces, eval_faces, args.run_dir, digest,
+                            max_minutes=args.max_minutes, max_images=args.max_images, resume=not args.fresh,
+                            identity=identity_function(), log=lambda s: print(s, file=sys.stderr))  # fmt: skip
+    path = write_encoder(E, info, out)
+    print(json.dumps({"encoder": str(path), "before": info["heldout_before"], "after": info["heldout_after"]}))
+    return 0
+
+
+# --------------------------------------------------------------------------- bench
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..errors import UserError
+    from ..images import load_image
+    from ..inversion import DEFAULTS
+    from ..inversion_bench import bench_faces
+    from ..training.data import load_faces
+
+    set_threads(args.threads)
+    m = load_model(args.model, args.weights)
+    res = m.generator.config.resolution
+    if args.data is not None:
+        if not args.data.is_dir():
+            raise UserError(f"data folder not found: {args.data}")
+        _, held = heldout_and_train_files(args.data, m.folder)
+        names = evenly_spaced(held, args.n)
+        faces = np.array(load_faces(args.data, names, res))  # a writable copy
+    else:
+        if not args.images.is_dir():
+            raise UserError(f"image folder not found: {args.images}")
+        paths = sorted(p for p in args.images.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp"})[: args.n]
+        if not paths:
+            raise UserError(f"no images in {args.images}")
+        names = [p.name for p in paths]
+        faces = [load_image(p) for p in paths]
+    ours = DEFAULTS if args.steps is None else replace(DEFAULTS, steps=args.steps)
+    from ..inversion import BASELINE
+
+    result = bench_faces(m.generator, m.encoder, faces, names, ours=ours, baseline=None if args.no_baseline else BASELINE,
+                         pti=args.pti, grid=args.grid, log=lambda s: print(s, file=sys.stderr))  # fmt: skip
+    result["model"] = m.name
+    import torch
+
+    result["threads"] = torch.get_num_threads()
+    print(json.dumps(result, indent=None if args.json else 2))
+    return 0
