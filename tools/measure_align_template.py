@@ -89,6 +89,7 @@ def main() -> int:
         ),
         "method": "similarity",
         "padding": "reflect",
+        "default_size": int(np.median([w for w, _ in sizes])),  # the crops' own size
         "fit_indices": CANDIDATES[best.split("/")[0]],
         **({"fit_weights": np.round(weights[best], 4).tolist()} if weights[best] is not None else {}),
         "points": np.round(mean, 5).tolist(),

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-DEFAULT_TEMPLATE, DEFAULT_SIZE = "ffhq", 1024
+DEFAULT_TEMPLATE = "ffhq"
 
 
 def register(sub, groups) -> None:
@@ -14,7 +14,9 @@ def register(sub, groups) -> None:
     p.add_argument("image", type=Path, help="photo (JPEG, PNG, WebP, BMP, TIFF, GIF)")
     p.add_argument("--model", default=None, help="registry model whose template and size to use")
     p.add_argument("--template", default=None, help="alignment template (default: the model's, else ffhq)")
-    p.add_argument("--size", type=int, default=None, help="output size in px (default: the model's, else 1024)")
+    p.add_argument(
+        "--size", type=int, default=None, help="output size in px (default: the model's, else the template's)"
+    )
     p.add_argument("--face", type=int, default=0, help="which face, 0 = largest (see --list-faces)")
     p.add_argument("--out", type=Path, default=None, help="aligned face image (PNG)")
     p.add_argument("--transform", type=Path, default=None, help="transform JSON (default: --out with .json)")
@@ -56,21 +58,23 @@ def model_alignment(model: str | None) -> tuple[str | None, int | None]:
 
 
 def resolve(model: str | None, template: str | None, size: int | None) -> tuple[str, int]:
-    """Explicit --template/--size win over the model's; then the defaults."""
+    """Explicit --template/--size win over the model's; then the template's own size."""
+    from ..align import load_template
+
     model_template, model_size = model_alignment(model)
-    return template or model_template or DEFAULT_TEMPLATE, size or model_size or DEFAULT_SIZE
+    template = template or model_template or DEFAULT_TEMPLATE
+    return template, size or model_size or int(load_template(template).get("default_size", 256))
 
 
 def run_align(args: argparse.Namespace) -> int:
-    from ..align import align_face, compact_json, load_template
+    from ..align import align_face, compact_json
     from ..errors import UserError
     from ..faces import find_faces, select_face
     from ..images import load_image, save_image
 
     if not args.list_faces and args.out is None:
         raise UserError("give --out for the aligned face (or --list-faces)")
-    template, size = resolve(args.model, args.template, args.size)
-    load_template(template)  # an unknown name fails before the slow detection
+    template, size = resolve(args.model, args.template, args.size)  # fails before the slow detection
     image = load_image(args.image)
     faces = find_faces(image)
     if args.list_faces:
