@@ -146,7 +146,7 @@ def load_image(source: str | Path | bytes, max_pixels: int | None = None, max_by
             raise UserError(too_many) from None
         except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
             raise UserError(f"{name} is corrupt or truncated ({kind}): {_reason(exc)}") from None
-    return np.asarray(rgb, dtype=np.uint8).copy()
+    return np.array(rgb, dtype=np.uint8)
 
 
 def _sniff(data: bytes) -> str | None:
