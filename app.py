@@ -1,0 +1,375 @@
+"""Face studio: the Gradio app. Layout and wiring only; the work is done by ``pipeline.studio``.
+
+Run ``python app.py`` (``--weights DIR`` to use a local model folder, ``--port N``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import inspect
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import gradio as gr
+
+from pipeline import speech
+from pipeline.errors import UserError
+from pipeline.studio import (
+    DEFAULTS,
+    OVERRIDE_ENV,
+    OptimiseProgress,
+    Session,
+    Studio,
+    face_label,
+    layer_groups,
+    load_model,
+    model_choices,
+    upscale_for_display,
+)
+
+try:  # ZeroGPU Spaces lend a GPU per call; elsewhere this is a no-op.
+    import spaces
+
+    gpu = spaces.GPU
+except ImportError:
+
+    def gpu(fn: Callable) -> Callable:
+        return fn
+
+
+ASSETS = Path(__file__).parent / "assets"
+MAX_DIRECTIONS = 8  # slider slots; a model's directions fill the first ones
+HEAVY = "heavy"  # optimisation and video share one queue slot: each saturates the CPU
+NOTE = (
+    "**Use responsibly.** Edit only photos of people who agreed to it, and never use the results to "
+    "impersonate anyone or to deceive. The face model was trained on UTKFace, for non-commercial research."
+)
+
+studio = Studio()
+
+
+def new_session() -> Session:
+    return studio.new_session()
+
+
+def close_session(session: Session | None) -> None:
+    if session is not None:
+        session.close()
+
+
+def friendly(fn: Callable) -> Callable:
+    """Show a UserError as a message in the app (gr.Error), not as a crash."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as exc:
+            raise gr.Error(str(exc)) from None
+
+    @functools.wraps(fn)
+    def stream(*args, **kwargs):
+        try:
+            yield from fn(*args, **kwargs)
+        except UserError as exc:
+            raise gr.Error(str(exc)) from None
+
+
+    return stream if inspect.isgeneratorfunction(fn) else wrapper
+
+
+class PhotoInput(gr.Image):
+    """An image input that hands the raw upload to the studio, so that every file (including a
+    non-image) gets the studio's own checks and messages instead of a decoder crash."""
+
+    is_template = True
+
+    def preprocess(self, payload):
+        if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
+            return str(payload.path)
+        return super().preprocess(payload)
+
+
+def show(image):
+    return None if image is None else upscale_for_display(image)
+
+
+def path(file: Path | None) -> str | None:
+    return None if file is None else str(file)
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+@friendly
+def pick_model(session: Session, name: str):
+    model = studio.use_model(session, name)
+    names = list(model.directions)
+    sliders = [
+        gr.Slider(label=names[i], value=0, visible=True) if i < len(names) else gr.Slider(visible=False, value=0)
+        for i in range(MAX_DIRECTIONS)
+    ]
+    about = (f"**{model.name}**: {model.resolution} px faces, {model.n_latent} style layers, "
+             f"alignment `{model.template}`, {'an' if model.encoder else 'no'} encoder, "
+             f"{len(names)} edit directions.")  # fmt: skip
+    note = model.directions_note if not names else "Move a slider, then **Edit**."
+    last = model.n_latent - 1
+    return (session, about, note, gr.CheckboxGroup(choices=names, value=[]),
+            gr.Slider(maximum=last, value=0), gr.Slider(maximum=last, value=last), *sliders)  # fmt: skip
+
+
+@friendly
+def upload(session: Session, photo: str | None):
+    if photo is None:
+        return session, None, gr.Radio(choices=[], value=None), None
+    faces = studio.open_photo(session, photo)
+    return align(session, 0, faces)
+
+
+@friendly
+def align(session: Session, index: int | None, faces=None):
+    result = studio.align(session, int(index or 0))
+    choices = [(face_label(i, f), i) for i, f in enumerate(result.faces)]
+    return session, result.annotated, gr.Radio(choices=choices, value=result.index), show(result.aligned)
+
+
+@friendly
+def random_face(session: Session, seed: float | None):
+    face = studio.random_face(session, None if seed in (None, "", -1) else int(seed))
+    return session, show(face), path(studio.save_latent(session))
+
+
+@friendly
+def start_from_file(session: Session, path: str | None):
+    """Continue from a photo (its largest face, encoded) or a latent file."""
+    if path is None:
+        raise UserError("choose a photo or a latent file (.safetensors)")
+    if path.endswith(".safetensors"):
+        face = studio.use_latent_file(session, path)
+    else:
+        studio.open_photo(session, path)
+        studio.align(session, 0)
+        face = studio.encode(session).reconstruction
+    return session, show(face), path(studio.save_latent(session))
+
+
+@friendly
+@gpu
+def encode(session: Session):
+    result = studio.encode(session)
+    return session, show(session.target), show(result.reconstruction), result.scores, path(studio.save_latent(session))
+
+
+@friendly
+@gpu
+def optimise(session: Session, steps: float, space: str, noise: bool, pti: bool, progress=gr.Progress()):  # noqa: B008
+    status = ""
+    for event in studio.optimise_stream(session, int(steps), space, noise, pti, preview_every=5):
+        if isinstance(event, OptimiseProgress):
+            progress(event.step / max(1, event.steps), desc=f"step {event.step} of {event.steps}")
+            status = f"step {event.step} of {event.steps}: loss {event.loss:.4f}"
+            yield session, show(event.preview), status, None
+        else:
+            pti_note = f" + {event.pti_steps} tuning steps" if event.pti_steps else ""
+            status = f"{event.stopped}: {event.steps} steps{pti_note} in {event.seconds:.1f} s, loss {event.history[-1]['loss']:.4f}"
+            yield session, show(session.reconstruction), status, path(studio.save_latent(session))
+
+
+def stop(session: Session):
+    studio.stop(session)
+
+
+@friendly
+@gpu
+def edit(session: Session, conditioning: list[str], own_layers: bool, first: float, last: float, paste: bool, *strengths):
+    names = list(studio.directions(session))
+    values = dict(zip(names, strengths))
+    layers = None if own_layers else (int(first), int(last) + 1)
+    result = studio.edit(session, values, conditioning or [], layers, paste)
+    image_file = path(studio.save_image(session, result.image, "edited"))
+    composite_file = path(studio.save_image(session, result.composite, "composite")) if result.composite is not None else None
+    return (session, show(session.reconstruction), show(result.image), result.scores, image_file,
+            result.composite, composite_file)  # fmt: skip
+
+
+@friendly
+@gpu
+def talk(session: Session, text: str, voice: str, wpm: float, audio: str | None):
+    video = studio.talk(session, text, voice, int(wpm), audio)
+    return str(video), str(video)
+
+
+@friendly
+@gpu
+def mix(session: Session, other: str | None, seed: float, amount: float, groups: list[str]):
+    latent = studio.other_face(session, other, None if other else int(seed))
+    image = studio.mix(session, latent, amount, groups or [])
+    return show(image), path(studio.save_image(session, image, "mix"))
+
+
+def current_face(session: Session):
+    return show(session.reconstruction)
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def example_faces() -> list[list[str]]:
+    return [[str(ASSETS / "astronaut.png")], [str(ASSETS / "mona_lisa.jpg")]]
+
+
+def start_row(state: gr.State, face: gr.Image, latent_file: gr.File, tab: str) -> None:
+    """Every step can start from the previous step, a fresh upload or a random face."""
+    with gr.Accordion("Start from something else", open=False):
+        with gr.Row():
+            source = gr.File(label="photo or latent file (.safetensors)", file_types=["image", ".safetensors"])
+            with gr.Column():
+                use = gr.Button("Use this file")
+                seed = gr.Number(label="seed (-1: any)", value=-1, precision=0)
+                rand = gr.Button("Random face")
+    use.click(start_from_file, [state, source], [state, face, latent_file], api_name=f"start_from_file_{tab}")
+    rand.click(random_face, [state, seed], [state, face, latent_file], api_name=f"random_face_{tab}")
+
+
+def build() -> gr.Blocks:
+    choices = model_choices()
+    default = next((c.name for c in choices if c.loadable), choices[0].name)
+    with gr.Blocks(title="Face studio", delete_cache=(1800, 3600)) as demo:
+        state = gr.State(new_session, delete_callback=close_session)
+        gr.Markdown("# Face studio\nAlign a face, find its latent code, edit it, make it talk, mix it with another.")
+        with gr.Row():
+            model = gr.Dropdown([(c.label, c.name) for c in choices], value=default, label="Model", scale=2)
+            about = gr.Markdown()
+        with gr.Tabs():
+            with gr.Tab("1 Upload & align"):
+                with gr.Row():
+                    photo = PhotoInput(label="Photo", sources=["upload", "webcam"], type="filepath", image_mode=None)
+                    annotated = gr.Image(label="Faces found", interactive=False, format="png")
+                    with gr.Column():
+                        picker = gr.Radio(label="Face to edit (largest first)", choices=[])
+                        aligned = gr.Image(label="Aligned face", interactive=False, format="png", height=256)
+                        align_btn = gr.Button("Align", variant="primary")
+                gr.Examples(example_faces(), inputs=[photo], label="Examples")
+                with gr.Row():
+                    seed1 = gr.Number(label="seed (-1: any)", value=-1, precision=0)
+                    rand1 = gr.Button("Random face instead")
+                    latent1 = gr.File(label="latent", visible=False)
+            with gr.Tab("2 Encode"):
+                with gr.Row():
+                    enc_in = gr.Image(label="Input (aligned)", interactive=False, format="png", height=256)
+                    enc_out = gr.Image(label="Reconstruction", interactive=False, format="png", height=256)
+                    enc_scores = gr.JSON(label="Scores")
+                encode_btn = gr.Button("Encode", variant="primary")
+                enc_file = gr.File(label="Latent file")
+                start_row(state, enc_out, enc_file, "encode")
+            with gr.Tab("3 Optimise") as opt_tab:
+                with gr.Row():
+                    with gr.Column():
+                        steps = gr.Slider(10, 1000, value=DEFAULTS.steps, step=10, label="Steps")
+                        space = gr.Radio([("W+ (closer)", "wplus"), ("W (more editable)", "w")], value="wplus", label="Latent space")
+                        noise = gr.Checkbox(label="Optimise noise maps")
+                        pti = gr.Checkbox(label="Pivotal tuning (fine detail; slower)")
+                        with gr.Row():
+                            opt_btn = gr.Button("Optimise", variant="primary")
+                            stop_btn = gr.Button("Stop", variant="stop")
+                    with gr.Column():
+                        opt_preview = gr.Image(label="Reconstruction", interactive=False, format="png", height=256)
+                        opt_status = gr.Markdown()
+                        opt_file = gr.File(label="Latent file")
+                start_row(state, opt_preview, opt_file, "optimise")
+            with gr.Tab("4 Edit") as edit_tab:
+                edit_note = gr.Markdown()
+                with gr.Row():
+                    with gr.Column():
+                        sliders = [gr.Slider(-5, 5, value=0, step=0.1, visible=False) for _ in range(MAX_DIRECTIONS)]
+                        conditioning = gr.CheckboxGroup(label="Keep unchanged (conditional editing)", choices=[])
+                        with gr.Accordion("Advanced", open=False):
+                            own_layers = gr.Checkbox(value=True, label="Each direction on its own layers")
+                            first = gr.Slider(0, 9, value=0, step=1, label="first layer")
+                            last = gr.Slider(0, 9, value=9, step=1, label="last layer")
+                        paste = gr.Checkbox(label="Paste back into the original photo")
+                        edit_btn = gr.Button("Edit", variant="primary")
+                    before = gr.Image(label="Before", interactive=False, format="png", height=256)
+                    after = gr.Image(label="After", interactive=False, format="png", height=256)
+                    edit_scores = gr.JSON(label="Scores")
+                with gr.Row():
+                    composite = gr.Image(label="Composite photo", interactive=False, format="png")
+                    with gr.Column():
+                        edited_file = gr.File(label="Edited face")
+                        composite_file = gr.File(label="Composite photo")
+                edit_latent = gr.File(label="latent", visible=False)
+                start_row(state, before, edit_latent, "edit")
+            with gr.Tab("5 Talk") as talk_tab:
+                with gr.Row():
+                    with gr.Column():
+                        text = gr.Textbox(label="Text to say", max_lines=4, placeholder="Hello! Nice to meet you.")
+                        voice = gr.Dropdown(list(speech.VOICES), value=speech.DEFAULT_VOICE, label="Voice")
+                        wpm = gr.Slider(*speech.WPM_RANGE, value=160, step=10, label="Speed (words per minute)")
+                        audio = gr.Audio(label="...or lip-sync this recording", type="filepath")
+                        talk_btn = gr.Button("Make video", variant="primary")
+                    talk_face = gr.Image(label="Face", interactive=False, format="png", height=256)
+                    video = gr.Video(label="Video")
+                video_file = gr.File(label="Video file")
+                talk_latent = gr.File(label="latent", visible=False)
+                start_row(state, talk_face, talk_latent, "talk")
+            with gr.Tab("6 Mix") as mix_tab:
+                with gr.Row():
+                    face_a = gr.Image(label="Face A (current)", interactive=False, format="png", height=256)
+                    with gr.Column():
+                        other = gr.File(label="Face B: a photo or latent file (empty: a random face)",
+                                        file_types=["image", ".safetensors"])  # fmt: skip
+                        seed_b = gr.Number(label="random face B seed", value=1, precision=0)
+                    mixed = gr.Image(label="Mix", interactive=False, format="png", height=256)
+                amount = gr.Slider(0, 1, value=0.5, step=0.05, label="Interpolation (0: A, 1: B)")
+                groups = gr.CheckboxGroup(list(layer_groups(10)), label="Take these layers from B (coarse: pose and shape; "
+                                          "middle: features; fine: colour)")  # fmt: skip
+                mix_btn = gr.Button("Mix", variant="primary")
+                mix_file = gr.File(label="Mixed face")
+                mix_latent = gr.File(label="latent", visible=False)
+                start_row(state, face_a, mix_latent, "mix")
+        gr.Markdown(NOTE)
+
+        model_outputs = [state, about, edit_note, conditioning, first, last, *sliders]
+        model.change(pick_model, [state, model], model_outputs, api_name="pick_model")
+        demo.load(pick_model, [state, model], model_outputs, api_name=False)
+        photo.change(upload, [state, photo], [state, annotated, picker, aligned], api_name="upload")
+        align_btn.click(align, [state, picker], [state, annotated, picker, aligned], api_name="align")
+        picker.input(align, [state, picker], [state, annotated, picker, aligned], api_name=False)
+        rand1.click(random_face, [state, seed1], [state, aligned, latent1], api_name="random_face")
+        encode_btn.click(encode, [state], [state, enc_in, enc_out, enc_scores, enc_file], api_name="encode")
+        opt_btn.click(optimise, [state, steps, space, noise, pti], [state, opt_preview, opt_status, opt_file],
+                      api_name="optimise", concurrency_limit=1, concurrency_id=HEAVY)  # fmt: skip
+        # Unqueued, so that it gets through while the optimisation holds the queue slot.
+        stop_btn.click(stop, [state], None, api_name="stop", queue=False)
+        edit_btn.click(edit, [state, conditioning, own_layers, first, last, paste, *sliders],
+                       [state, before, after, edit_scores, edited_file, composite, composite_file], api_name="edit")  # fmt: skip
+        talk_btn.click(talk, [state, text, voice, wpm, audio], [video, video_file], api_name="talk",
+                       concurrency_limit=1, concurrency_id=HEAVY)  # fmt: skip
+        mix_btn.click(mix, [state, other, seed_b, amount, groups], [mixed, mix_file], api_name="mix")
+        # Entering a tab shows the face it will work on.
+        for tab, tab_face in ((edit_tab, before), (talk_tab, talk_face), (mix_tab, face_a), (opt_tab, opt_preview)):
+            tab.select(current_face, [state], [tab_face], api_name=False)
+        demo.queue(default_concurrency_limit=4)
+    return demo
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Face studio web app")
+    parser.add_argument("--weights", type=Path, default=None, help="a local model folder used as the default model")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    args = parser.parse_args()
+    if args.weights is not None:
+        os.environ[OVERRIDE_ENV] = str(args.weights.resolve())
+        global studio
+        studio = Studio()
+    load_model(studio.model_name)  # fail early, and the first user does not wait for it
+    build().launch(server_name=args.host, server_port=args.port, show_error=True)
+
+
+demo = build() if __name__ != "__main__" else None
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,768 @@
+"""The studio's steps as plain Python: one method per tab of the app, on arrays and dataclasses.
+
+``Studio`` is what the Gradio app (``app.py``) calls, and what a script or test can call
+without it: align, encode, optimise, edit, paste back, talk, mix, random face. Models are
+loaded once per process and shared read-only by every session (:func:`load_model` is
+cached; inversion never writes to the shared generator). Everything that belongs to one
+user lives in a :class:`Session`: their photo, faces, latent code, tuned generator and a
+private folder for downloads, deleted by :meth:`Session.close`.
+
+Steps whose package function has not landed yet raise :class:`UserError` saying so;
+they never produce stand-in output.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import queue
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from safetensors import SafetensorError, safe_open
+
+from .align import AlignedFace, align_face
+from .checkpoints import load_native
+from .encoder import Encoder, load_encoder
+from .errors import UserError
+from .faces import Face, find_faces, select_face
+from .generator import Generator
+from .images import load_image, save_image
+from .imaging import from_uint8, to_uint8
+from .inversion import DEFAULTS, InversionResult, invert
+from .latents import Latent, load_latent_for, save_latent
+from .metrics import psnr
+from .paste import paste_back
+from .perceptual import perceptual_distance
+
+DEFAULT_MODEL = "utkface-64"
+# A model folder (generator.safetensors, encoder.safetensors, directions.safetensors,
+# model.json) that replaces the default model's files: local checkpoints and tests.
+OVERRIDE_ENV = "STUDIO_WEIGHTS_OVERRIDE"
+TRUNCATION = 0.7  # random faces: pulled this far towards the average face, which keeps them plausible
+MAX_STEPS = 1000
+Space = Literal["w", "wplus"]
+
+
+def pick_device() -> torch.device:
+    """CUDA when there is one; the CPU otherwise."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# --------------------------------------------------------------------------- layers
+
+
+def layer_resolution(index: int) -> int:
+    """Resolution a W+ layer styles: layers 0-1 act at 4 px, then two layers per octave."""
+    return 2 ** (index // 2 + 2) if index > 0 else 4
+
+
+def layer_groups(n_latent: int) -> dict[str, tuple[int, int]]:
+    """StyleGAN's coarse (4-8 px: pose, face shape), middle (16-32 px: features) and fine
+    (64 px and up: colour, texture) layers as half-open ranges of W+ rows."""
+    return {
+        "coarse": (0, min(4, n_latent)),
+        "middle": (min(4, n_latent), min(8, n_latent)),
+        "fine": (min(8, n_latent), n_latent),
+    }
+
+
+# --------------------------------------------------------------------------- directions
+
+
+@dataclass(frozen=True)
+class Direction:
+    """An edit direction: a unit vector in W and the W+ rows it applies to by default."""
+
+    name: str
+    vector: torch.Tensor  # (style_dim,) unit length
+    layers: tuple[int, int]  # half-open range of W+ rows
+
+
+def read_directions(path: Path, style_dim: int, n_latent: int) -> dict[str, Direction]:
+    """Directions from a safetensors file: one tensor per name, (style_dim,) or (1, style_dim);
+    metadata ``layers`` (JSON: name -> [first, end)) gives default layer ranges."""
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserError(f"cannot read edit directions {path.name}: {str(exc)[:120]}") from None
+    layers = json.loads(meta.get("layers", "{}"))
+    out = {}
+    for name, t in sorted(tensors.items()):
+        v = t.float().reshape(-1)
+        if v.numel() != style_dim or not torch.isfinite(v).all() or v.norm() == 0:
+            raise UserError(f"{path.name}: direction {name!r} has shape {tuple(t.shape)}, the model needs ({style_dim},)")
+        lo, hi = layers.get(name, (0, n_latent))
+        out[name] = Direction(name, v / v.norm(), (max(0, int(lo)), min(n_latent, int(hi))))
+    return out
+
+
+def orthogonalize(direction: torch.Tensor, keep: list[torch.Tensor]) -> torch.Tensor:
+    """``direction`` with the components along ``keep`` removed (InterFaceGAN's conditional
+    editing): moving along it leaves the conditioned attributes' scores unchanged."""
+    if not keep:
+        return direction
+    basis = torch.linalg.qr(torch.stack(keep, 1)).Q  # (dim, k) orthonormal
+    out = direction - basis @ (basis.T @ direction)
+    norm = out.norm()
+    if norm < 1e-6:
+        raise UserError("a direction cannot be conditioned on itself (or on directions that span it)")
+    return out / norm
+
+
+def apply_edits(
+    wplus: torch.Tensor,
+    directions: dict[str, Direction],
+    strengths: dict[str, float],
+    conditioning: list[str] | tuple[str, ...] = (),
+    layers: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """``wplus`` (1, n_latent, dim) moved by ``strength`` along each named direction.
+
+    Each direction acts on its own default rows, or on ``layers`` when given; directions
+    named in ``conditioning`` are projected out of the others first.
+    """
+    out = wplus.clone()
+    n = wplus.shape[1]
+    for name, strength in strengths.items():
+        if not strength:
+            continue
+        if name not in directions:
+            raise UserError(f"unknown edit direction {name!r}; this model has {', '.join(directions) or 'none'}")
+        d = directions[name]
+        keep = [directions[c].vector for c in conditioning if c != name and c in directions]
+        vector = orthogonalize(d.vector, keep).to(out)
+        lo, hi = layers if layers is not None else d.layers
+        lo, hi = max(0, lo), min(n, hi)
+        if lo >= hi:
+            raise UserError(f"empty layer range {lo}..{hi} (the model has layers 0..{n - 1})")
+        out[:, lo:hi] += float(strength) * vector
+    return out
+
+
+# --------------------------------------------------------------------------- models
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model as the picker lists it."""
+
+    name: str
+    status: str  # e.g. "embedded", "hub", "local"
+    loadable: bool
+    reason: str = ""  # why it cannot be loaded
+
+    @property
+    def label(self) -> str:
+        text = f"{self.name} ({self.status})"
+        return text if self.loadable else f"{text}: {self.reason}"
+
+
+@dataclass
+class Model:
+    """A loaded model, shared read-only by all sessions."""
+
+    name: str
+    generator: Generator
+    encoder: Encoder | None
+    template: str  # alignment template of its training faces
+    directions: dict[str, Direction]
+    directions_note: str  # why there are none, when there are none
+    w_mean: torch.Tensor  # (1, style_dim)
+
+    @property
+    def resolution(self) -> int:
+        return self.generator.config.resolution
+
+    @property
+    def n_latent(self) -> int:
+        return self.generator.n_latent
+
+    @torch.no_grad()
+    def render(self, wplus: torch.Tensor, noise: list[torch.Tensor] | None = None, generator: Generator | None = None) -> np.ndarray:
+        """W+ (1, n_latent, dim) -> (res, res, 3) uint8, with the fixed (or given) noise maps."""
+        G = generator or self.generator
+        noise = [n.to(G.device) for n in noise] if noise is not None else G.noise_buffers()
+        return to_uint8(G.synthesis(wplus.to(G.device), noise=noise)[0])
+
+
+def _registry():
+    try:
+        return importlib.import_module("pipeline.registry")
+    except ImportError:
+        return None
+
+
+def _override_dir() -> Path | None:
+    value = os.environ.get(OVERRIDE_ENV, "").strip()
+    return Path(value) if value else None
+
+
+def default_model() -> str:
+    reg = _registry()
+    if _override_dir() is None and reg is not None and hasattr(reg, "default_model"):
+        entry = reg.default_model()
+        return getattr(entry, "name", entry)
+    return DEFAULT_MODEL
+
+
+def model_choices() -> list[ModelChoice]:
+    """Every model the picker offers, the default first, with why one cannot load."""
+    reg = _registry()
+    choices: list[ModelChoice] = []
+    if _override_dir() is not None:
+        choices.append(ModelChoice(default_model(), "local", True))
+    if reg is not None and hasattr(reg, "list_models"):
+        for entry in reg.list_models():
+            name = getattr(entry, "name", str(entry))
+            if any(c.name == name for c in choices):
+                continue
+            status = str(getattr(entry, "status", "registered"))
+            reason = str(getattr(entry, "reason", "") or "")
+            loadable = bool(getattr(entry, "available", not reason))
+            choices.append(ModelChoice(name, status, loadable, reason))
+    if not choices:
+        choices.append(
+            ModelChoice(DEFAULT_MODEL, "embedded", False, f"the model registry is not installed; set {OVERRIDE_ENV}")
+        )
+    return choices
+
+
+def _load_from_folder(folder: Path, name: str) -> tuple[Generator, Encoder | None, str, Path | None]:
+    if not (folder / "generator.safetensors").is_file():
+        raise UserError(f"no generator.safetensors in {folder}")
+    info = json.loads((folder / "model.json").read_text()) if (folder / "model.json").is_file() else {}
+    template = info.get("alignment")
+    reg = _registry()
+    if template is None and reg is not None and hasattr(reg, "get_model"):
+        template = getattr(reg.get_model(name), "alignment", None)
+    if template is None:
+        raise UserError(f"{folder}/model.json must name the model's alignment template")
+    encoder = folder / "encoder.safetensors"
+    directions = folder / "directions.safetensors"
+    return (load_native(folder / "generator.safetensors"), load_encoder(encoder) if encoder.is_file() else None,
+            template, directions if directions.is_file() else None)  # fmt: skip
+
+
+def _load_from_registry(name: str) -> tuple[Generator, Encoder | None, str, Path | None]:
+    reg = _registry()
+    if reg is None:
+        raise UserError(f"model {name!r} cannot load: the model registry is not installed (set {OVERRIDE_ENV} to a model folder)")
+    entry = reg.get_model(name)
+    files = getattr(entry, "files", {}) or {}
+    G = reg.load_generator(name)
+    enc = Path(files["encoder"]) if files.get("encoder") else None
+    directions = Path(files["directions"]) if files.get("directions") else None
+    return G, load_encoder(enc) if enc and enc.is_file() else None, entry.alignment, directions
+
+
+@lru_cache(maxsize=2)
+def load_model(name: str | None = None) -> Model:
+    """A model by registry name (default: the default model), loaded once per process."""
+    name = name or default_model()
+    folder = _override_dir()
+    if folder is not None and name == default_model():
+        G, encoder, template, directions_file = _load_from_folder(folder, name)
+    else:
+        G, encoder, template, directions_file = _load_from_registry(name)
+    device = pick_device()
+    G = G.to(device).eval().requires_grad_(False)
+    encoder = encoder.to(device).eval().requires_grad_(False) if encoder is not None else None
+    directions: dict[str, Direction] = {}
+    if directions_file is None:
+        note = f"Model {name} has no edit directions yet (its directions file is not listed)."
+    elif not directions_file.is_file():
+        note = f"Model {name} has no edit directions yet ({directions_file.name} is missing)."
+    else:
+        directions = _directions_for(directions_file, G)
+        note = "" if directions else f"{directions_file.name} holds no directions."
+    return Model(name=name, generator=G, encoder=encoder, template=template, directions=directions,
+                 directions_note=note, w_mean=G.mean_w().to(device))  # fmt: skip
+
+
+def _directions_for(path: Path, G: Generator) -> dict[str, Direction]:
+    try:
+        module = importlib.import_module("pipeline.directions")
+    except ImportError:
+        module = None
+    if module is not None and hasattr(module, "load_directions"):
+        loaded = module.load_directions(path)
+        return {
+            name: Direction(name, torch.as_tensor(getattr(d, "vector", d)).float().reshape(-1),
+                            tuple(getattr(d, "layers", (0, G.n_latent))))  # fmt: skip
+            for name, d in loaded.items()
+        }
+    return read_directions(path, G.style_dim, G.n_latent)
+
+
+# --------------------------------------------------------------------------- session
+
+
+class CancelFlag:
+    """A stop request that survives copying (unlike ``threading.Event``); inversion polls ``is_set``."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def set(self) -> None:
+        self.requested = True
+
+    def clear(self) -> None:
+        self.requested = False
+
+    def is_set(self) -> bool:
+        return self.requested
+
+
+@dataclass
+class Session:
+    """One user's work. Kept by the app per browser session; nothing here is shared."""
+
+    model: str = ""
+    photo: np.ndarray | None = None  # the original upload, full resolution
+    photo_name: str = "photo"
+    faces: list[Face] = field(default_factory=list)
+    aligned: AlignedFace | None = None
+    target: np.ndarray | None = None  # the aligned face at the model's resolution
+    latent: Latent | None = None  # the current code (encoded, optimised, random or uploaded)
+    origin: str = ""  # where the code came from
+    reconstruction: np.ndarray | None = None
+    tuned: Generator | None = None  # pivotally tuned copy for this face, if any
+    edited: np.ndarray | None = None
+    cancel: CancelFlag = field(default_factory=CancelFlag)
+    folder: Path | None = None
+    created: float = field(default_factory=time.time)
+
+    def workdir(self) -> Path:
+        """This session's private folder for downloads, made on first use."""
+        if self.folder is None or not self.folder.is_dir():
+            self.folder = Path(tempfile.mkdtemp(prefix="studio-session-"))
+        return self.folder
+
+    def file(self, name: str) -> Path:
+        # A fresh name per output: a download link never changes under the user.
+        stem, dot, ext = name.rpartition(".")
+        return self.workdir() / f"{stem}-{uuid.uuid4().hex[:8]}{dot}{ext}"
+
+    def close(self) -> None:
+        """Delete the session's files."""
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
+
+    def reset_face(self) -> None:
+        self.latent, self.origin, self.reconstruction, self.tuned, self.edited = None, "", None, None, None
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class AlignResult:
+    faces: list[Face]
+    index: int
+    annotated: np.ndarray  # the photo with numbered boxes
+    aligned: np.ndarray  # the face as the model sees it
+
+
+@dataclass
+class EncodeResult:
+    latent: Latent
+    reconstruction: np.ndarray
+    scores: dict
+
+
+@dataclass
+class OptimiseProgress:
+    step: int
+    steps: int
+    loss: float
+    preview: np.ndarray
+
+
+@dataclass
+class EditResult:
+    image: np.ndarray
+    scores: dict
+    composite: np.ndarray | None = None
+
+
+@dataclass
+class Downloads:
+    image: Path | None = None
+    composite: Path | None = None
+    latent: Path | None = None
+    video: Path | None = None
+    extra: dict[str, Path] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- scores
+
+
+@lru_cache(maxsize=1)
+def _attributes():
+    try:
+        return importlib.import_module("pipeline.attributes")
+    except ImportError:
+        return None
+
+
+@torch.no_grad()
+def likeness(image: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """Perceptual distance (lower is closer) and PSNR of two same-size uint8 faces."""
+    a, b = from_uint8(image)[None], from_uint8(reference)[None]
+    return {"lpips": round(float(perceptual_distance(True, 128)(a, b)), 4), "psnr_db": round(float(psnr(a, b)), 2)}
+
+
+def face_scores(image: np.ndarray, reference: np.ndarray | None = None) -> dict:
+    """Age, gender, top emotion and identity similarity to ``reference`` where the attribute
+    models are available, plus how close ``image`` is to ``reference``."""
+    scores: dict = {}
+    attributes = _attributes()
+    if attributes is None or not hasattr(attributes, "face_attributes"):
+        scores["attributes"] = "age, gender, emotion and identity scores are not available yet"
+    else:
+        scores.update(attributes.face_attributes(image, reference))
+    if reference is not None and reference.shape == image.shape:
+        scores.update(likeness(image, reference))
+    return scores
+
+
+# --------------------------------------------------------------------------- drawing
+
+
+def draw_faces(photo: np.ndarray, faces: list[Face], selected: int) -> np.ndarray:
+    """The photo with a numbered box per face, the selected one highlighted."""
+    im = Image.fromarray(photo)
+    draw = ImageDraw.Draw(im)
+    width = max(2, round(max(photo.shape[:2]) / 300))
+    for i, f in enumerate(faces):
+        colour = (255, 196, 0) if i == selected else (80, 160, 255)
+        draw.rectangle(f.box, outline=colour, width=width * (2 if i == selected else 1))
+        size = max(12, f.size // 5)
+        draw.text((f.box[0] + width * 2, f.box[1] + width), str(i), fill=colour, font_size=size)
+    return np.asarray(im)
+
+
+def face_label(index: int, face: Face) -> str:
+    return f"face {index} ({face.size} px)"
+
+
+def upscale_for_display(image: np.ndarray, size: int = 256) -> np.ndarray:
+    """Small faces enlarged (nearest pixel) so the browser shows them crisp, not blurred."""
+    factor = max(1, size // image.shape[0])
+    return image if factor == 1 else np.kron(image, np.ones((factor, factor, 1), dtype=np.uint8))
+
+
+# --------------------------------------------------------------------------- the studio
+
+
+class Studio:
+    """The steps of the app, one method each; ``model`` names the registry model to use."""
+
+    def __init__(self, model: str | None = None):
+        self.model_name = model or default_model()
+
+    @property
+    def model(self) -> Model:
+        return load_model(self.model_name)
+
+    # ---- 0. sessions and models
+
+    def new_session(self) -> Session:
+        return Session(model=self.model_name)
+
+    def use_model(self, session: Session, name: str) -> Model:
+        """Switch ``session`` to model ``name`` (codes of another model no longer fit)."""
+        choice = next((c for c in model_choices() if c.name == name), None)
+        if choice is None:
+            raise UserError(f"unknown model {name!r}")
+        if not choice.loadable:
+            raise UserError(f"model {name} cannot be loaded: {choice.reason}")
+        model = load_model(name)
+        if session.model != name:
+            session.model = name
+            session.reset_face()
+            session.target = None
+            if session.photo is not None and session.aligned is not None:
+                session.aligned = align_face(session.photo, session.aligned.face, model.template,
+                                             model.resolution, session.aligned.face_index)  # fmt: skip
+                session.target = self._target(session.aligned.image, model)
+        self.model_name = name
+        return model
+
+    def session_model(self, session: Session) -> Model:
+        return load_model(session.model or self.model_name)
+
+    # ---- 1. upload and align
+
+    def open_photo(self, session: Session, source: str | Path | bytes, name: str | None = None) -> list[Face]:
+        """Decode an upload and find its faces (largest first)."""
+        photo = load_image(source)
+        faces = find_faces(photo)
+        session.photo, session.faces = photo, faces
+        session.photo_name = Path(name or (str(source) if not isinstance(source, bytes) else "photo")).stem or "photo"
+        session.aligned, session.target = None, None
+        session.reset_face()
+        return faces
+
+    def align(self, session: Session, index: int = 0) -> AlignResult:
+        """Crop face ``index`` of the session's photo the way the model's training faces were cropped."""
+        if session.photo is None:
+            raise UserError("upload a photo first")
+        model = self.session_model(session)
+        face = select_face(session.faces, index)
+        session.aligned = align_face(session.photo, face, model.template, model.resolution, face_index=index)
+        session.target = self._target(session.aligned.image, model)
+        session.reset_face()
+        return AlignResult(session.faces, index, draw_faces(session.photo, session.faces, index), session.aligned.image)
+
+    @staticmethod
+    def _target(image: np.ndarray, model: Model) -> np.ndarray:
+        if image.shape[0] == model.resolution:
+            return image
+        return np.asarray(Image.fromarray(image).resize((model.resolution,) * 2, Image.Resampling.LANCZOS))
+
+    # ---- 2. encode
+
+    def encode(self, session: Session) -> EncodeResult:
+        """The encoder's code for the aligned face, its reconstruction and scores."""
+        if session.target is None:
+            raise UserError("align a face first (tab 1), or start from a random face")
+        model = self.session_model(session)
+        if model.encoder is None:
+            raise UserError(f"model {model.name} has no encoder: use Optimise, which starts from the average face")
+        with torch.no_grad():
+            wplus = model.encoder.wplus(from_uint8(session.target)[None].to(model.generator.device))
+        latent = Latent(latent=wplus.cpu(), model=model.name, space="wplus", alignment=model.template)
+        self._set_code(session, latent, "encoder")
+        return EncodeResult(latent, session.reconstruction, face_scores(session.reconstruction, session.target))
+
+    def _set_code(self, session: Session, latent: Latent, origin: str, tuned: Generator | None = None) -> None:
+        model = self.session_model(session)
+        session.latent, session.origin, session.tuned, session.edited = latent, origin, tuned, None
+        session.reconstruction = model.render(latent.wplus(model.n_latent), latent.noise, tuned)
+
+    # ---- 3. optimise
+
+    def optimise(
+        self,
+        session: Session,
+        steps: int = DEFAULTS.steps,
+        space: Space = "wplus",
+        noise: bool = False,
+        pti: bool = False,
+        callback: Callable[[int, float, np.ndarray], bool | None] | None = None,
+        preview_every: int = 10,
+    ) -> InversionResult:
+        """Refine the code by optimisation, from the current code (else the encoder's guess).
+
+        ``session.cancel`` stops it early; the best code so far is kept.
+        """
+        if session.target is None:
+            raise UserError("align a face first (tab 1): optimisation needs a target photo")
+        if not 1 <= int(steps) <= MAX_STEPS:
+            raise UserError(f"steps must be between 1 and {MAX_STEPS}")
+        if space not in ("w", "wplus"):
+            raise UserError("latent space must be 'w' or 'wplus'")
+        model = self.session_model(session)
+        init = session.latent.latent if session.latent is not None and session.origin != "random" else None
+        session.cancel.clear()
+        result = invert(model.generator, session.target, model.encoder, init=init, steps=int(steps), space=space,
+                        optimize_noise=bool(noise), pti=bool(pti), callback=callback, cancel=session.cancel,
+                        preview_every=preview_every)  # fmt: skip
+        latent = result.latent(model.name, model.template)
+        self._set_code(session, latent, "optimised", result.generator)
+        session.reconstruction = to_uint8(result.image[0])
+        return result
+
+    def optimise_stream(self, session: Session, steps: int = DEFAULTS.steps, space: Space = "wplus", noise: bool = False,
+                        pti: bool = False, preview_every: int = 10) -> Iterator[OptimiseProgress | InversionResult]:  # fmt: skip
+        """:meth:`optimise` as a stream: progress every ``preview_every`` steps, then the result.
+
+        The optimisation runs in a worker thread so that a UI can show previews while it runs.
+        """
+        events: queue.Queue = queue.Queue()
+        total = int(steps) + (DEFAULTS.pti_steps if pti else 0)
+
+        def report(step: int, loss: float, preview: np.ndarray) -> None:
+            events.put(OptimiseProgress(step, total, loss, preview))
+
+        def work() -> None:
+            try:
+                events.put(self.optimise(session, steps, space, noise, pti, report, preview_every))
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises
+                events.put(exc)
+
+        worker = threading.Thread(target=work, name="studio-optimise", daemon=True)
+        worker.start()
+        try:
+            while True:
+                item = events.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if isinstance(item, InversionResult):
+                    return
+        finally:
+            # A consumer that goes away (closed tab) stops the work too.
+            session.cancel.set()
+            worker.join()
+
+    def stop(self, session: Session) -> None:
+        session.cancel.set()
+
+    # ---- 4. edit and paste back
+
+    def directions(self, session: Session | None = None) -> dict[str, Direction]:
+        return (self.session_model(session) if session else self.model).directions
+
+    def edit(
+        self,
+        session: Session,
+        strengths: dict[str, float],
+        conditioning: list[str] | tuple[str, ...] = (),
+        layers: tuple[int, int] | None = None,
+        paste: bool = False,
+    ) -> EditResult:
+        """The current face moved along edit directions; optionally pasted into the photo."""
+        model = self.session_model(session)
+        if session.latent is None:
+            raise UserError("encode a face first (tab 2), or start from a random face")
+        if not model.directions:
+            raise UserError(model.directions_note or f"model {model.name} has no edit directions yet")
+        wplus = apply_edits(session.latent.wplus(model.n_latent).to(model.generator.device), model.directions,
+                            strengths, conditioning, layers)  # fmt: skip
+        image = model.render(wplus, session.latent.noise, session.tuned)
+        session.edited = image
+        reference = session.target if session.target is not None else session.reconstruction
+        result = EditResult(image, face_scores(image, reference))
+        if paste:
+            result.composite = self.paste(session, image)
+        return result
+
+    def paste(self, session: Session, face: np.ndarray | None = None) -> np.ndarray:
+        """``face`` (default: the last edit) blended back into the original photo."""
+        face = face if face is not None else session.edited
+        if face is None:
+            raise UserError("edit the face first")
+        if session.photo is None or session.aligned is None:
+            raise UserError("paste back needs an uploaded photo: this face did not come from one")
+        return paste_back(session.photo, session.aligned, face)
+
+    # ---- 5. talk
+
+    def talk(self, session: Session, text: str = "", voice: str = "en-us", wpm: int = 160,
+             audio: str | Path | None = None) -> Path:  # fmt: skip
+        """A talking-head video (mp4) of the current face saying ``text`` or lip-syncing ``audio``."""
+        if session.latent is None:
+            raise UserError("encode a face first (tab 2), or start from a random face")
+        if not (text or "").strip() and audio is None:
+            raise UserError("type something to say, or upload an audio clip")
+        try:
+            talk = importlib.import_module("pipeline.talk")
+        except ImportError:
+            talk = None
+        if talk is None or not hasattr(talk, "talk"):
+            raise UserError("talking-head videos are not available yet")
+        model = self.session_model(session)
+        out = session.file("talk.mp4")
+        return Path(talk.talk(model.generator if session.tuned is None else session.tuned, session.latent,
+                              text=text, voice=voice, wpm=wpm, audio=audio, out=out))  # fmt: skip
+
+    # ---- 6. mix
+
+    def mix(
+        self,
+        session: Session,
+        other: Latent,
+        amount: float = 0.5,
+        groups: list[str] | tuple[str, ...] = (),
+    ) -> np.ndarray:
+        """Interpolate the current face towards ``other`` by ``amount`` (0: this face, 1: the other),
+        then take the named layer groups (coarse / middle / fine) wholly from the other face."""
+        model = self.session_model(session)
+        if session.latent is None:
+            raise UserError("encode a face first (tab 2), or start from a random face")
+        if not 0.0 <= amount <= 1.0:
+            raise UserError("the interpolation amount must be between 0 and 1")
+        a = session.latent.wplus(model.n_latent).to(model.generator.device)
+        b = other.wplus(model.n_latent).to(a.device)
+        mixed = torch.lerp(a, b, float(amount))
+        spans = layer_groups(model.n_latent)
+        for g in groups:
+            if g not in spans:
+                raise UserError(f"unknown layer group {g!r}; use coarse, middle or fine")
+            lo, hi = spans[g]
+            mixed[:, lo:hi] = b[:, lo:hi]
+        return model.render(mixed)
+
+    def other_face(self, session: Session, source: str | Path | None = None, seed: int | None = None) -> Latent:
+        """The second face for mixing: a photo (its largest face, encoded), a latent file, or a random face."""
+        model = self.session_model(session)
+        if source is None:
+            return self.random_latent(model, seed if seed is not None else int(time.time()))
+        source = Path(source)
+        if source.suffix == ".safetensors":
+            return self.read_latent(session, source)
+        other = Session(model=model.name)
+        self.open_photo(other, source)
+        self.align(other, 0)
+        return self.encode(other).latent
+
+    # ---- random faces and latent files
+
+    @staticmethod
+    @torch.no_grad()
+    def random_latent(model: Model, seed: int) -> Latent:
+        gen = torch.Generator().manual_seed(int(seed))
+        z = torch.randn(1, model.generator.style_dim, generator=gen).to(model.generator.device)
+        w = model.w_mean + TRUNCATION * (model.generator.mapping(z) - model.w_mean)
+        return Latent(latent=w.cpu(), model=model.name, space="w", alignment=model.template)
+
+    def random_face(self, session: Session, seed: int | None = None) -> np.ndarray:
+        """Start over from a random face of the model (no photo: nothing to paste back into)."""
+        model = self.session_model(session)
+        seed = int(seed) if seed is not None else int.from_bytes(os.urandom(4), "little")
+        session.photo, session.faces, session.aligned = None, [], None
+        self._set_code(session, self.random_latent(model, seed), "random")
+        session.target = session.reconstruction
+        return session.reconstruction
+
+    def read_latent(self, session: Session, path: str | Path) -> Latent:
+        model = self.session_model(session)
+        latent = load_latent_for(path, model.generator, model.name)
+        if latent.latent.shape[0] != 1:
+            raise UserError(f"{Path(path).name} holds {latent.latent.shape[0]} codes; the studio edits one face")
+        return latent
+
+    def use_latent_file(self, session: Session, path: str | Path) -> np.ndarray:
+        """Continue from a saved latent file (a PTI-tuned generator beside it is not carried over)."""
+        self._set_code(session, self.read_latent(session, path), "file")
+        if session.target is None:
+            session.target = session.reconstruction
+        return session.reconstruction
+
+    # ---- downloads
+
+    def save_latent(self, session: Session) -> Path:
+        if session.latent is None:
+            raise UserError("there is no latent code yet")
+        return save_latent(session.file(f"{session.photo_name}-latent.safetensors"), session.latent)
+
+    def save_image(self, session: Session, image: np.ndarray, kind: str) -> Path:
+        return save_image(image, session.file(f"{session.photo_name}-{kind}.png"))
