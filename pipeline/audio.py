@@ -264,6 +264,13 @@ def mfcc(wave: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
     return np.concatenate([coeffs, deltas]).T.astype(np.float32)
 
 
+def frame_windows(hops: np.ndarray, n_frames: int, fps: int = FPS) -> np.ndarray:
+    """(hops, dims) features every 10 ms -> (n_frames, WINDOW, dims) windows centred on each video frame."""
+    centres = np.round((np.arange(n_frames) + 0.5) * (SAMPLE_RATE / fps) / HOP).astype(int)
+    idx = centres[:, None] + np.arange(-CONTEXT_HOPS, CONTEXT_HOPS + 1)[None, :]
+    return hops[np.clip(idx, 0, len(hops) - 1)]
+
+
 def audio_features(wave: np.ndarray, sr: int = SAMPLE_RATE, fps: int = FPS) -> np.ndarray:
     """(frames, WINDOW, FEATURE_DIMS): for each video frame, the MFCC hops within +-120 ms of its centre.
 
@@ -272,11 +279,7 @@ def audio_features(wave: np.ndarray, sr: int = SAMPLE_RATE, fps: int = FPS) -> n
     """
     if sr != SAMPLE_RATE:
         wave, sr = to_mono_16k(wave, sr), SAMPLE_RATE
-    hops = mfcc(wave, sr)
-    n_frames = frame_count(len(wave), sr, fps)
-    centres = np.round((np.arange(n_frames) + 0.5) * (sr / fps) / HOP).astype(int)
-    idx = centres[:, None] + np.arange(-CONTEXT_HOPS, CONTEXT_HOPS + 1)[None, :]
-    return hops[np.clip(idx, 0, len(hops) - 1)]
+    return frame_windows(mfcc(wave, sr), frame_count(len(wave), sr, fps), fps)
 
 
 def envelope(wave: np.ndarray, sr: int = SAMPLE_RATE, fps: int = FPS) -> np.ndarray:
