@@ -110,7 +110,8 @@ class InversionResult:
     space: Space
     steps: int  # latent optimisation steps run
     pti_steps: int
-    seconds: float
+    seconds: float  # wall time, without the callback's
+    cpu_seconds: float
     stopped: Literal["done", "converged", "cancelled"]
     history: list[dict[str, float]] = field(default_factory=list)
 
@@ -215,30 +216,37 @@ class _Loss:
 
 
 class _Progress:
-    """Calls the user's callback every ``every`` steps and checks for cancellation.
+    """Calls the user's callback every ``every`` steps, checks for cancellation, keeps time.
 
-    Time spent in the callback is excluded from the reported timings.
+    Time spent in the callback is excluded from the reported timings. CPU time is kept
+    beside wall time: on a shared machine it is the steadier measure of the work done.
     """
 
     def __init__(self, callback: ProgressCallback | None, cancel: CancelToken | None, every: int):
         self.callback, self.cancel, self.every = callback, cancel, max(1, every)
-        self.callback_seconds = 0.0
+        self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
+        self.callback_wall = self.callback_cpu = 0.0
+
+    def elapsed(self) -> dict[str, float]:
+        return {"seconds": time.perf_counter() - self.wall0 - self.callback_wall,
+                "cpu_seconds": time.process_time() - self.cpu0 - self.callback_cpu}  # fmt: skip
+
+    def _call(self, step: int, loss: float, image: torch.Tensor) -> bool:
+        wall, cpu = time.perf_counter(), time.process_time()
+        stop = bool(self.callback(step, loss, to_uint8(image[0])))
+        self.callback_wall += time.perf_counter() - wall
+        self.callback_cpu += time.process_time() - cpu
+        return stop
 
     def __call__(self, step: int, loss: float, image: torch.Tensor) -> bool:
         """True when the run should stop."""
-        stop = False
-        if self.callback is not None and step % self.every == 0:
-            started = time.perf_counter()
-            stop = bool(self.callback(step, loss, to_uint8(image[0])))
-            self.callback_seconds += time.perf_counter() - started
+        stop = self.callback is not None and step % self.every == 0 and self._call(step, loss, image)
         return stop or (self.cancel is not None and self.cancel.is_set())
 
     def final(self, step: int, loss: float, image: torch.Tensor) -> None:
         """The last preview: the returned reconstruction."""
         if self.callback is not None:
-            started = time.perf_counter()
-            self.callback(step, loss, to_uint8(image[0]))
-            self.callback_seconds += time.perf_counter() - started
+            self._call(step, loss, image)
 
 
 def _params_grad(loss: torch.Tensor, params: list[torch.Tensor]) -> None:
@@ -288,11 +296,10 @@ def invert(
         raise UserError(f"unknown latent space {s.space!r}: use 'w' or 'wplus'")
     if s.steps < 0:
         raise UserError("steps must be >= 0")
-    started = time.perf_counter()
+    progress = _Progress(callback, cancel, preview_every)  # the clock starts here
     device = G.device
     target = prepare_target(image, G.config.resolution).to(device)
     loss_fn = _Loss(target, s.perceptual, s.mse, s.perceptual_calibrated, s.perceptual_resize)
-    progress = _Progress(callback, cancel, preview_every)
     torch.manual_seed(seed)
 
     # Starting point.
@@ -350,7 +357,7 @@ def invert(
         # The state *before* this step's update is what ``image_now`` shows.
         value = loss.item()
         history.append({"step": step, "loss": value, "lpips": lp.item(), "mse": mse.item(), "lr": lr,
-                        "seconds": time.perf_counter() - started - progress.callback_seconds})  # fmt: skip
+                        **progress.elapsed()})  # fmt: skip
         if value < best[0] * (1 - s.min_improvement):
             best = (value, latent.detach().clone(), [n.detach().clone() for n in noise or []])
             since_best = 0
@@ -369,21 +376,22 @@ def invert(
             normalize_noise(noise)
     steps_run = len(history)
 
-    if s.keep_best and steps_run:
-        final_latent, final_noise = best[1], (best[2] or None)
-    else:
-        final_latent = latent.detach().clone()
-        final_noise = [n.detach().clone() for n in noise] if noise is not None else None
-    wplus = final_latent.expand(-1, G.n_latent, -1).contiguous()
+    final_latent = latent.detach().clone()
+    final_noise = [n.detach().clone() for n in noise] if noise is not None else None
     with torch.no_grad():
         image_out = synth(final_latent, final_noise)
         final_loss = float(loss_fn(image_out)[0])
-    history.append({"step": steps_run, "loss": final_loss, "seconds": time.perf_counter() - started - progress.callback_seconds})
+        if s.keep_best and best[0] < final_loss:
+            final_latent, final_noise = best[1], (best[2] or None)
+            image_out = synth(final_latent, final_noise)
+            final_loss = float(loss_fn(image_out)[0])
+    wplus = final_latent.expand(-1, G.n_latent, -1).contiguous()
+    history.append({"step": steps_run, "loss": final_loss, **progress.elapsed()})
 
     tuned, pti_run = None, 0
     if pti and stopped != "cancelled":
         tuned, image_out, pti_run, pti_stopped = pivotal_tuning(
-            G, target, wplus, final_noise, s, w_mean, w_spread, progress, steps_run, history, started
+            G, target, wplus, final_noise, s, w_mean, w_spread, progress, steps_run, history
         )
         stopped = pti_stopped if pti_stopped == "cancelled" else stopped
     progress.final(steps_run + pti_run, history[-1]["loss"], image_out)
@@ -396,7 +404,7 @@ def invert(
         space=s.space,
         steps=steps_run,
         pti_steps=pti_run,
-        seconds=time.perf_counter() - started - progress.callback_seconds,
+        **progress.elapsed(),
         stopped=stopped,
         history=history,
     )
@@ -413,7 +421,6 @@ def pivotal_tuning(
     progress: _Progress,
     step_offset: int,
     history: list[dict[str, float]],
-    started: float,
 ) -> tuple[Generator, torch.Tensor, int, str]:
     """Fine-tune a copy of ``G`` so that ``pivot`` reproduces ``target`` (PTI).
 
@@ -446,7 +453,7 @@ def pivotal_tuning(
             total = total + s.pti_locality * reg
         value = loss.item()
         history.append({"step": step_offset + i, "phase_pti": 1.0, "loss": value, "lpips": lp.item(),
-                        "seconds": time.perf_counter() - started - progress.callback_seconds})  # fmt: skip
+                        **progress.elapsed()})  # fmt: skip
         run = i + 1
         if progress(step_offset + i, value, image.detach()):
             stopped = "cancelled"
@@ -460,5 +467,5 @@ def pivotal_tuning(
     with torch.no_grad():
         image = tuned.synthesis(pivot, noise=fixed)
         history.append({"step": step_offset + run, "phase_pti": 1.0, "loss": float(loss_fn(image)[0]),
-                        "seconds": time.perf_counter() - started - progress.callback_seconds})  # fmt: skip
+                        **progress.elapsed()})  # fmt: skip
     return tuned, image, run, stopped

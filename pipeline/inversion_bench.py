@@ -2,8 +2,8 @@
 
 For every face it reports the final perceptual distance (LPIPS-style, SqueezeNet,
 calibrated, 128 px: the figure ``bench generator`` reports too), PSNR and dlib
-identity distance of the saved (uint8) reconstruction, steps and seconds, and the
-number of steps and seconds ours needs to reach the baseline's final distance.
+identity distance of the saved (uint8) reconstruction, steps, wall and CPU seconds,
+and the steps and seconds ours needs to reach the baseline's final distance.
 Timings exclude the measuring itself.
 """
 
@@ -20,32 +20,38 @@ import torch
 from .encoder import Encoder
 from .generator import Generator
 from .imaging import from_uint8, save_grid, to_uint8
-from .inversion import BASELINE, DEFAULTS, InversionSettings, invert, prepare_target
+from .inversion import BASELINE, DEFAULTS, InversionResult, InversionSettings, invert, prepare_target
 from .metrics import psnr
 from .perceptual import perceptual_distance
 
 IDENTITY_THRESHOLD = 0.6  # dlib: same person below this distance
 
 
-def identity_function() -> Callable[[np.ndarray, np.ndarray], float] | None:
-    """dlib identity distance between two uint8 faces, where the attributes module provides it."""
+def identity_function() -> Callable[[np.ndarray], np.ndarray] | None:
+    """dlib's 128-d identity descriptor of a uint8 face, where the attributes module provides it."""
     try:
-        from .attributes import identity_distance
+        from . import attributes
     except ImportError:
         return None
-    return identity_distance
+
+    def descriptor(image: np.ndarray) -> np.ndarray:
+        located = attributes.locate(image)
+        chip = attributes.face_chip(located, attributes.IDENTITY_CHIP, attributes.IDENTITY_PADDING)
+        return attributes.identity_descriptors([chip])[0]
+
+    return descriptor
 
 
 class Scorer:
-    """Distance, PSNR and identity of uint8 reconstructions against one target."""
+    """Distance, PSNR and identity distance of uint8 reconstructions against one target."""
 
-    def __init__(self, target: np.ndarray, identity: Callable | None):
+    def __init__(self, target: np.ndarray, identity: Callable[[np.ndarray], np.ndarray] | None):
         self.net = perceptual_distance(True, 128)
-        self.target_u8 = target
         self.target = from_uint8(target)[None]
         with torch.no_grad():
             self.feats = self.net.raw_features(self.target)
         self.identity = identity
+        self.target_id = identity(target) if identity else None
 
     @torch.no_grad()
     def lpips(self, image: np.ndarray) -> float:
@@ -53,14 +59,18 @@ class Scorer:
 
     def score(self, image: np.ndarray) -> dict[str, float | None]:
         out: dict[str, float | None] = {"lpips": self.lpips(image), "psnr": float(psnr(from_uint8(image)[None], self.target))}
-        out["identity"] = float(self.identity(image, self.target_u8)) if self.identity else None
+        out["identity"] = float(np.linalg.norm(self.identity(image) - self.target_id)) if self.identity else None
         return out
+
+
+def _cost(result: InversionResult) -> dict[str, float]:
+    return {"steps": result.steps, "seconds": result.seconds, "cpu_seconds": result.cpu_seconds}
 
 
 def bench_faces(
     G: Generator,
     encoder: Encoder | None,
-    faces: np.ndarray,
+    faces: np.ndarray | list[np.ndarray],
     names: list[str],
     ours: InversionSettings = DEFAULTS,
     baseline: InversionSettings | None = BASELINE,
@@ -68,7 +78,7 @@ def bench_faces(
     grid: Path | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Run every method on (N, H, W, 3) uint8 aligned faces; per-face rows and a summary."""
+    """Run every method on uint8 aligned faces; per-face rows and a summary."""
     identity = identity_function()
     rows, tiles = [], []
     for i, (face, name) in enumerate(zip(faces, names)):
@@ -76,51 +86,51 @@ def bench_faces(
         face = to_uint8(target[0])
         scorer = Scorer(face, identity)
         row: dict = {"face": name}
+        images = [face]
 
         if encoder is not None:
-            started = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             with torch.no_grad():
-                enc_image = G.synthesis(encoder.wplus(target), noise=G.noise_buffers())
-            row["encoder"] = {**scorer.score(to_uint8(enc_image[0])), "seconds": time.perf_counter() - started}
+                enc_image = to_uint8(G.synthesis(encoder.wplus(target), noise=G.noise_buffers())[0])
+            row["encoder"] = {"seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu}
+            row["encoder"].update(scorer.score(enc_image))
+            images.append(enc_image)
 
-        base_image = None
         if baseline is not None:
             result = invert(G, target, None, settings=baseline)
-            base_image = to_uint8(result.image[0])
-            row["baseline"] = {**scorer.score(base_image), "steps": result.steps, "seconds": result.seconds}
+            images.append(to_uint8(result.image[0]))
+            row["baseline"] = {**scorer.score(images[-1]), **_cost(result)}
 
         trajectory: list[float] = []  # the distance after each step, from the previews
         result = invert(G, target, encoder, settings=ours, preview_every=1,
                         callback=lambda step, loss, img, t=trajectory, sc=scorer: t.append(sc.lpips(img)))  # fmt: skip
-        ours_image = to_uint8(result.image[0])
-        row["ours"] = {**scorer.score(ours_image), "steps": result.steps, "seconds": result.seconds}
+        images.append(to_uint8(result.image[0]))
+        row["ours"] = {**scorer.score(images[-1]), **_cost(result)}
         if baseline is not None:
-            # trajectory[k]: the reconstruction after k updates (the last entry is the returned one).
+            # trajectory[k]: the reconstruction after k updates; the last entry is the returned one.
             goal = row["baseline"]["lpips"]
             reached = next((k for k, v in enumerate(trajectory[:-1]) if v <= goal), None)
             if reached is None and trajectory[-1] <= goal:
                 reached = result.steps
-            row["ours"]["steps_to_baseline"] = reached
-            row["ours"]["seconds_to_baseline"] = (
-                None if reached is None else result.history[min(reached, len(result.history) - 1)]["seconds"]
-            )
-        pti_image = None
-        if pti:
-            tuned = invert(G, target, encoder, settings=ours, pti=True)
-            pti_image = to_uint8(tuned.image[0])
-            row["pti"] = {**scorer.score(pti_image), "steps": tuned.steps + tuned.pti_steps, "seconds": tuned.seconds}
+            at = result.history[min(reached, len(result.history) - 1)] if reached is not None else {}
+            row["ours"].update(steps_to_baseline=reached, seconds_to_baseline=at.get("seconds"),
+                               cpu_seconds_to_baseline=at.get("cpu_seconds"))  # fmt: skip
+
+        if pti:  # tuning around ours' code: its cost adds to ours'
+            tuned = invert(G, target, init=result.wplus, steps=0, settings=ours, pti=True)
+            images.append(to_uint8(tuned.image[0]))
+            row["pti"] = {**scorer.score(images[-1]), "steps": result.steps + tuned.pti_steps,
+                          "seconds": result.seconds + tuned.seconds, "cpu_seconds": result.cpu_seconds + tuned.cpu_seconds}  # fmt: skip
         rows.append(row)
+        tiles += images
         log(f"[{i + 1}/{len(faces)}] {name}: " + "  ".join(
-            f"{k} lpips={v['lpips']:.4f} psnr={v['psnr']:.2f}" for k, v in row.items() if isinstance(v, dict)))  # fmt: skip
-        tiles.append(face)
-        if encoder is not None:
-            tiles.append(to_uint8(enc_image[0]))
-        tiles += [im for im in (base_image, ours_image, pti_image) if im is not None]
+            f"{k} lpips={v['lpips']:.4f} psnr={v['psnr']:.2f} id={v['identity'] if v['identity'] is None else round(v['identity'], 3)}"
+            for k, v in row.items() if isinstance(v, dict)))  # fmt: skip
     if grid is not None and rows:
         save_grid(np.stack(tiles), grid, nrow=len(tiles) // len(rows))
     return {"faces": rows, "summary": summarize(rows), "ours_settings": asdict(ours),
             "baseline_settings": asdict(baseline) if baseline else None,
-            "identity_metric": "dlib ResNet L2 distance" if identity else "unavailable"}  # fmt: skip
+            "identity_metric": "dlib face ResNet descriptor distance" if identity else "unavailable"}  # fmt: skip
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -128,7 +138,7 @@ def summarize(rows: list[dict]) -> dict:
     out: dict = {}
     for m in methods:
         vals = [r[m] for r in rows]
-        s: dict = {k: float(np.mean([v[k] for v in vals])) for k in ("lpips", "psnr", "seconds")}
+        s: dict = {k: float(np.mean([v[k] for v in vals])) for k in ("lpips", "psnr", "seconds", "cpu_seconds")}
         if "steps" in vals[0]:
             s["steps"] = float(np.mean([v["steps"] for v in vals]))
         ids = [v["identity"] for v in vals if v["identity"] is not None]
@@ -137,15 +147,19 @@ def summarize(rows: list[dict]) -> dict:
             s["identity_below_0.6"] = float(np.mean([d < IDENTITY_THRESHOLD for d in ids]))
         out[m] = s
     if "baseline" in out:
-        reach = [r["ours"]["steps_to_baseline"] for r in rows]
-        hit = [(r["ours"]["steps_to_baseline"], r["ours"]["seconds_to_baseline"], r["baseline"]) for r in rows
-               if r["ours"]["steps_to_baseline"] is not None]  # fmt: skip
+        hit = [(r["ours"], r["baseline"]) for r in rows if r["ours"]["steps_to_baseline"] is not None]
+
+        def median(f: Callable[[dict, dict], float]) -> float | None:
+            return float(np.median([f(o, b) for o, b in hit])) if hit else None
+
         out["reach_baseline"] = {
-            "fraction_reached": float(np.mean([x is not None for x in reach])),
-            "median_steps": float(np.median([h[0] for h in hit])) if hit else None,
-            "median_seconds": float(np.median([h[1] for h in hit])) if hit else None,
-            # Per face, ours' cost to reach the baseline's final distance over the baseline's whole cost.
-            "median_step_ratio": float(np.median([h[0] / h[2]["steps"] for h in hit])) if hit else None,
-            "median_time_ratio": float(np.median([h[1] / h[2]["seconds"] for h in hit])) if hit else None,
+            "fraction_reached": len(hit) / len(rows),
+            "median_steps": median(lambda o, b: o["steps_to_baseline"]),
+            "median_seconds": median(lambda o, b: o["seconds_to_baseline"]),
+            "median_cpu_seconds": median(lambda o, b: o["cpu_seconds_to_baseline"]),
+            # Per face: ours' cost to reach the baseline's final distance / the baseline's whole cost.
+            "median_step_ratio": median(lambda o, b: o["steps_to_baseline"] / b["steps"]),
+            "median_time_ratio": median(lambda o, b: o["seconds_to_baseline"] / b["seconds"]),
+            "median_cpu_time_ratio": median(lambda o, b: o["cpu_seconds_to_baseline"] / b["cpu_seconds"]),
         }
     return out

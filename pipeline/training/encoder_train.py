@@ -120,7 +120,10 @@ class EncoderTrainer:
 def evaluate_encoder(
     G: Generator, E: Encoder, faces: np.ndarray, identity: Callable | None = None, batch: int = 50
 ) -> dict[str, float]:
-    """Held-out reconstruction of the encoder alone: PSNR, LPIPS (calibrated, 128 px), identity."""
+    """Held-out reconstruction of the encoder alone: PSNR, LPIPS (calibrated, 128 px), identity.
+
+    ``identity`` maps a uint8 face to a dlib identity descriptor (see ``inversion_bench``).
+    """
     from ..imaging import to_uint8
 
     net = perceptual_distance(True, 128)
@@ -136,7 +139,7 @@ def evaluate_encoder(
         scores["lpips"].append(net(recon, real))
         if identity is not None:
             rec_u8 = to_uint8(recon)
-            scores["identity"] += [identity(a, b) for a, b in zip(rec_u8, faces[i : i + batch])]
+            scores["identity"] += [float(np.linalg.norm(identity(a) - identity(b))) for a, b in zip(rec_u8, faces[i : i + batch])]
     out = {"psnr": float(torch.cat(scores["psnr"]).mean()), "lpips": float(torch.cat(scores["lpips"]).mean()),
            "seconds_per_image": seconds / len(faces), "n": len(faces)}  # fmt: skip
     if scores["identity"]:
