@@ -19,6 +19,7 @@ from pipeline.errors import UserError
 from pipeline.studio import (
     DEFAULTS,
     OVERRIDE_ENV,
+    Model,
     OptimiseProgress,
     Session,
     Studio,
@@ -103,21 +104,40 @@ def path(file: Path | None) -> str | None:
 # --------------------------------------------------------------------------- handlers
 
 
+def summary(model: Model | None) -> str:
+    if model is None:
+        return "No model could be loaded."
+    return (f"**{model.name}**: {model.resolution} px faces, {model.n_latent} style layers, "
+            f"alignment `{model.template}`, {'an' if model.encoder else 'no'} encoder, "
+            f"{len(model.directions)} edit directions.")  # fmt: skip
+
+
+def edit_note(model: Model | None) -> str:
+    if model is None or not model.directions:
+        return model.directions_note if model else ""
+    return "Move a slider, then **Edit**. Strengths are in units of the direction (about -3 to 3 is natural)."
+
+
+def model_view(model: Model) -> tuple:
+    """The page's model-dependent parts: summary, edit note, conditioning, layer range, sliders."""
+    names = list(model.directions)
+    sliders = [gr.Slider(label=n, value=0, visible=True) for n in names[:MAX_DIRECTIONS]]
+    sliders += [gr.Slider(visible=False, value=0)] * (MAX_DIRECTIONS - len(sliders))
+    last = model.n_latent - 1
+    return (summary(model), edit_note(model), gr.CheckboxGroup(choices=names, value=[]),
+            gr.Slider(maximum=last, value=0), gr.Slider(maximum=last, value=last), *sliders)  # fmt: skip
+
+
+def initial_model(name: str) -> Model | None:
+    try:
+        return load_model(name)
+    except UserError:
+        return None  # the picker says why; the page still opens
+
+
 @friendly
 def pick_model(session: Session, name: str):
-    model = studio.use_model(session, name)
-    names = list(model.directions)
-    sliders = [
-        gr.Slider(label=names[i], value=0, visible=True) if i < len(names) else gr.Slider(visible=False, value=0)
-        for i in range(MAX_DIRECTIONS)
-    ]
-    about = (f"**{model.name}**: {model.resolution} px faces, {model.n_latent} style layers, "
-             f"alignment `{model.template}`, {'an' if model.encoder else 'no'} encoder, "
-             f"{len(names)} edit directions.")  # fmt: skip
-    note = model.directions_note if not names else "Move a slider, then **Edit**."
-    last = model.n_latent - 1
-    return (session, about, note, gr.CheckboxGroup(choices=names, value=[]),
-            gr.Slider(maximum=last, value=0), gr.Slider(maximum=last, value=last), *sliders)  # fmt: skip
+    return session, *model_view(studio.use_model(session, name))
 
 
 @friendly
@@ -236,12 +256,15 @@ def start_row(state: gr.State, face: gr.Image, latent_file: gr.File, tab: str) -
 def build() -> gr.Blocks:
     choices = model_choices()
     default = next((c.name for c in choices if c.loadable), choices[0].name)
+    loaded = initial_model(default)
+    names = list(loaded.directions)[:MAX_DIRECTIONS] if loaded else []
+    last_layer = loaded.n_latent - 1 if loaded else 9
     with gr.Blocks(title="Face studio", delete_cache=(1800, 3600)) as demo:
         state = gr.State(new_session, delete_callback=close_session)
         gr.Markdown("# Face studio\nAlign a face, find its latent code, edit it, make it talk, mix it with another.")
         with gr.Row():
             model = gr.Dropdown([(c.label, c.name) for c in choices], value=default, label="Model", scale=2)
-            about = gr.Markdown()
+            about = gr.Markdown(summary(loaded))
         with gr.Tabs():
             with gr.Tab("1 Upload & align"):
                 with gr.Row():
@@ -280,15 +303,19 @@ def build() -> gr.Blocks:
                         opt_file = gr.File(label="Latent file")
                 start_row(state, opt_preview, opt_file, "optimise")
             with gr.Tab("4 Edit") as edit_tab:
-                edit_note = gr.Markdown()
+                edit_note_md = gr.Markdown(edit_note(loaded))
                 with gr.Row():
                     with gr.Column():
-                        sliders = [gr.Slider(-5, 5, value=0, step=0.1, visible=False) for _ in range(MAX_DIRECTIONS)]
-                        conditioning = gr.CheckboxGroup(label="Keep unchanged (conditional editing)", choices=[])
+                        sliders = [
+                            gr.Slider(-5, 5, value=0, step=0.1, label=names[i] if i < len(names) else None,
+                                      visible=i < len(names))  # fmt: skip
+                            for i in range(MAX_DIRECTIONS)
+                        ]
+                        conditioning = gr.CheckboxGroup(label="Keep unchanged (conditional editing)", choices=names)
                         with gr.Accordion("Advanced", open=False):
                             own_layers = gr.Checkbox(value=True, label="Each direction on its own layers")
-                            first = gr.Slider(0, 9, value=0, step=1, label="first layer")
-                            last = gr.Slider(0, 9, value=9, step=1, label="last layer")
+                            first = gr.Slider(0, last_layer, value=0, step=1, label="first layer")
+                            last = gr.Slider(0, last_layer, value=last_layer, step=1, label="last layer")
                         paste = gr.Checkbox(label="Paste back into the original photo")
                         edit_btn = gr.Button("Edit", variant="primary")
                     before = gr.Image(label="Before", interactive=False, format="png", height=256)
@@ -331,9 +358,8 @@ def build() -> gr.Blocks:
                 start_row(state, face_a, mix_latent, "mix")
         gr.Markdown(NOTE)
 
-        model_outputs = [state, about, edit_note, conditioning, first, last, *sliders]
+        model_outputs = [state, about, edit_note_md, conditioning, first, last, *sliders]
         model.change(pick_model, [state, model], model_outputs, api_name="pick_model")
-        demo.load(pick_model, [state, model], model_outputs, api_name=False)
         photo.change(upload, [state, photo], [state, annotated, picker, aligned], api_name="upload")
         align_btn.click(align, [state, picker], [state, annotated, picker, aligned], api_name="align")
         picker.input(align, [state, picker], [state, annotated, picker, aligned], api_name=False)

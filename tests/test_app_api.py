@@ -1,0 +1,176 @@
+"""The app end to end through its API: a real server in a subprocess, driven by gradio_client.
+
+The app runs on a small model built from the golden StyleGAN2 weights in ``tests/data``
+(a folder passed with ``--weights``), so the test needs no downloaded or trained weights.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+from pipeline.checkpoints import generator_from_state_dict, save_native  # noqa: E402
+from pipeline.encoder import Encoder, EncoderConfig, save_encoder  # noqa: E402
+from pipeline.generator import Generator  # noqa: E402
+from pipeline.latents import load_latent_for  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).parent / "data"
+PHOTO = DATA / "faces" / "astronaut.png"
+MODEL = "utkface-64"  # the model name the local folder stands in for
+
+
+def small_model(folder: Path, directions: bool = True) -> Path:
+    """A model folder: golden generator, a fixed random encoder, and (optionally) edit
+    directions = the top principal components of W (GANSpace), the first two layers excluded."""
+    G = generator_from_state_dict(load_file(str(DATA / "golden" / "stylegan2_rosinality_small64_weights.safetensors")))
+    save_native(G, folder, half=False)
+    torch.manual_seed(0)
+    encoder = Encoder(EncoderConfig(64, G.style_dim, G.n_latent, channels=[16, 16, 16], hidden=64))
+    save_encoder(encoder, folder / "encoder.safetensors", half=False)
+    (folder / "model.json").write_text(json.dumps({"alignment": "utkface"}))
+    if directions:
+        with torch.no_grad():
+            w = G.mapping(torch.randn(2000, G.style_dim, generator=torch.Generator().manual_seed(0)))
+        _, _, v = torch.pca_lowrank(w - w.mean(0), q=3, center=False)
+        tensors = {f"pc{i}": v[:, i].contiguous() for i in range(3)}
+        save_file(tensors, str(folder / "directions.safetensors"), metadata={"layers": json.dumps({"pc2": [4, 10]})})
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    folder = small_model(tmp_path_factory.mktemp("model"))
+    port = free_port()
+    log = tmp_path_factory.mktemp("log") / "app.log"
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "app.py", "--weights", str(folder), "--port", str(port)],
+                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 180
+    while "Running on" not in log.read_text():
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"the app did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    return Client(app, verbose=False)
+
+
+def image(path: str) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def model_generator() -> Generator:
+    return generator_from_state_dict(load_file(str(DATA / "golden" / "stylegan2_rosinality_small64_weights.safetensors")))
+
+
+def test_every_step_through_the_api(client):
+    annotated, picker, aligned = client.predict(handle_file(str(PHOTO)), api_name="/upload")
+    assert image(annotated).shape == image(str(PHOTO)).shape  # the photo, boxes drawn on it
+    assert [c[1] for c in picker["choices"]] == [0] and picker["value"] == 0
+    assert image(aligned).shape[0] == image(aligned).shape[1] >= 64
+
+    shown, recon, scores, latent_file = client.predict(api_name="/encode")
+    assert image(recon).shape == image(shown).shape
+    assert 0 <= scores["lpips"] and "psnr_db" in scores
+    G = model_generator()
+    encoded = load_latent_for(latent_file, G, MODEL)
+    assert encoded.space == "wplus" and encoded.latent.shape == (1, G.n_latent, G.style_dim)
+
+    job = client.submit(10, "wplus", False, False, api_name="/optimise")
+    updates = list(job)
+    assert len(updates) >= 3  # live previews, then the result
+    preview, status, optimised_file = job.outputs()[-1]
+    assert status.startswith("done: 10 steps"), status
+    optimised = load_latent_for(optimised_file, G, MODEL)
+    assert not torch.equal(optimised.latent, encoded.latent)
+
+    # The edit moves the face; pasting back gives a photo of the original size.
+    before, after, scores, edited_file, composite, composite_file = client.predict(
+        [], True, 0, 9, True, 3.0, 0, 0, 0, 0, 0, 0, 0, api_name="/edit"
+    )
+    assert np.abs(image(after).astype(int) - image(before).astype(int)).mean() > 1
+    assert image(edited_file).shape == (64, 64, 3)
+    assert image(composite_file).shape == image(str(PHOTO)).shape
+    assert "lpips" in scores
+
+    # Conditional editing and a chosen layer range; an empty range is a clear error.
+    _, after_fine, *_ = client.predict(["pc1"], False, 8, 9, False, 3.0, 0, 0, 0, 0, 0, 0, 0, api_name="/edit")
+    assert not np.array_equal(image(after_fine), image(after))
+    with pytest.raises(AppError, match="empty layer range"):
+        client.predict([], False, 6, 2, False, 3.0, 0, 0, 0, 0, 0, 0, 0, api_name="/edit")
+
+    talk = importlib.util.find_spec("pipeline.talk")
+    if talk is None or not hasattr(importlib.import_module("pipeline.talk"), "talk"):
+        with pytest.raises(AppError, match="not available yet"):
+            client.predict("Hello there.", "en-us", 160, None, api_name="/talk")
+    else:
+        video, video_file = client.predict("Hello there.", "en-us", 160, None, api_name="/talk")
+        assert Path(video_file).read_bytes()[4:8] == b"ftyp"  # an MP4 container
+
+    mixed, mixed_file = client.predict(None, 3, 0.5, ["coarse"], api_name="/mix")
+    assert image(mixed_file).shape == (64, 64, 3)
+
+
+def test_stop_ends_an_optimisation_early(app):
+    client = Client(app, verbose=False)
+    client.predict(handle_file(str(PHOTO)), api_name="/upload")
+    job = client.submit(1000, "w", False, False, api_name="/optimise")
+    for _ in job:  # the first preview: it is running
+        break
+    client.predict(api_name="/stop")
+    _, status, latent_file = job.result(timeout=120)
+    assert status.startswith("cancelled"), status
+    assert load_latent_for(latent_file, model_generator(), MODEL).space == "w"
+
+
+def test_sessions_are_separate(app, client):
+    client.predict(handle_file(str(PHOTO)), api_name="/upload")
+    stranger = Client(app, verbose=False)
+    with pytest.raises(AppError, match="align a face first"):
+        stranger.predict(api_name="/encode")
+
+
+def test_random_face_then_edit_has_nothing_to_paste_into(app):
+    client = Client(app, verbose=False)
+    face, latent_file = client.predict(7, api_name="/random_face")
+    assert image(face).shape[0] >= 64 and Path(latent_file).is_file()
+    with pytest.raises(AppError, match="needs an uploaded photo"):
+        client.predict([], True, 0, 9, True, 1.0, 0, 0, 0, 0, 0, 0, 0, api_name="/edit")
+
+
+def test_a_text_file_is_a_clear_error(client, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a photo")
+    with pytest.raises(AppError, match="notes.txt is not an image"):
+        client.predict(handle_file(str(notes)), api_name="/upload")
