@@ -161,6 +161,61 @@ def load_talk_model(path: str | Path = DEFAULT_WEIGHTS) -> TalkModel:
     )
 
 
+@dataclass
+class SpeechTrack:
+    """Speech and the mouth landmarks that go with it, ready to render at 25 fps."""
+
+    wave: np.ndarray  # (samples,) float32 at SAMPLE_RATE
+    landmarks: np.ndarray  # (frames, 68, 2) normalised
+    method: str  # "atnet", "phonemes" or "baseline"
+    face: np.ndarray  # (68, 2) the closed still face the track moves
+
+
+METHODS = ("atnet", "phonemes", "baseline")
+
+
+def speech_track(
+    text: str | None = None,
+    audio: str | Path | bytes | None = None,
+    face: np.ndarray | None = None,
+    voice: str = "en-us",
+    wpm: int = 160,
+    pitch: int = 50,
+    method: str | None = None,
+    model: TalkModel | None = None,
+) -> SpeechTrack:
+    """Typed text (spoken by espeak-ng) or an uploaded recording -> speech + mouth track.
+
+    ``face``: normalised (68, 2) landmarks of the still face (see
+    :func:`pipeline.mouth.normalise`); the model's mean face when None. ``method``:
+    ``phonemes`` (default for text: espeak-ng's exact timings through the viseme
+    table), ``atnet`` (default for audio), or ``baseline``.
+    """
+    from .audio import frame_count, load_audio
+    from .speech import synthesize
+
+    if (text is None or not text.strip()) == (audio is None):
+        raise UserError("give either text to say or an audio clip, not both" if audio is not None else
+                        "type something to say, or upload an audio clip")  # fmt: skip
+    method = method or ("atnet" if audio is not None else "phonemes")
+    if method not in METHODS:
+        raise UserError(f"unknown lip-sync method {method!r}; choose from {', '.join(METHODS)}")
+    if method == "phonemes" and audio is not None:
+        raise UserError("recordings have no phoneme timings: use atnet or baseline for audio")
+    speech = synthesize(text, voice=voice, wpm=wpm, pitch=pitch) if audio is None else None
+    wave = speech.wave if speech is not None else load_audio(audio)
+    if model is None and (face is None or method == "atnet"):
+        model = load_talk_model()
+    rest = closed(model.mean_face if face is None else face)
+    if method == "atnet":
+        landmarks = model.mouth_track(wave, rest)
+    elif method == "phonemes":
+        landmarks = phoneme_mouth_track(speech.phonemes, frame_count(len(wave)), rest)
+    else:
+        landmarks = baseline_mouth_track(wave, rest)
+    return SpeechTrack(wave=wave, landmarks=landmarks, method=method, face=rest)
+
+
 def phoneme_mouth_track(phonemes, n_frames: int, face: np.ndarray) -> np.ndarray:
     """Timed phonemes (from :func:`pipeline.speech.synthesize`) -> (n_frames, 68, 2) via the viseme table."""
     return articulate(closed(face), visemes.phoneme_track(phonemes, n_frames))

@@ -22,6 +22,7 @@ from pipeline.talk import (
     baseline_params,
     load_talk_model,
     phoneme_mouth_track,
+    speech_track,
 )
 from pipeline.training.atnet_data import fit_shape_model, random_articulations
 
@@ -202,3 +203,19 @@ def test_shipped_atnet_moves_the_mouth_with_speech():
     assert gap[level > -15].mean() > 0.06  # open while speaking
     assert gap[level < -35].mean() < 0.5 * gap[level > -15].mean()  # much more closed in the pauses
     assert np.corrcoef(gap, np.clip(level, -40, 0))[0, 1] > 0.3
+
+
+def test_speech_track_from_text_or_audio():
+    still = normalise(face())[0]
+    spoken = speech_track(text="Hello there, Bob.", face=still)
+    assert spoken.method == "phonemes"
+    assert spoken.landmarks.shape == (frame_count(len(spoken.wave)), 68, 2)
+    assert inner_gap(spoken.face) == pytest.approx(0, abs=1e-9)  # the still face's mouth is closed first
+    heard = speech_track(audio=CLIP, face=still, method="baseline")
+    assert heard.landmarks.shape[0] == frame_count(len(load_audio(CLIP)))
+    with pytest.raises(UserError, match="type something"):
+        speech_track(text="  ", face=still)
+    with pytest.raises(UserError, match="not both"):
+        speech_track(text="Hi", audio=CLIP, face=still)
+    with pytest.raises(UserError, match="no phoneme timings"):
+        speech_track(audio=CLIP, face=still, method="phonemes")

@@ -56,33 +56,21 @@ def register(sub, groups) -> None:
 def run_lipsync(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..audio import frame_count, load_audio
-    from ..errors import UserError
-    from ..speech import synthesize
-    from ..talk import baseline_mouth_track, load_talk_model, phoneme_mouth_track
+    from ..audio import SAMPLE_RATE
+    from ..talk import load_talk_model, speech_track
     from ..video import sketch, write_video
 
-    method = args.method or ("phonemes" if args.text is not None else "atnet")
-    if method == "phonemes" and args.text is None:
-        raise UserError("--method phonemes needs --text (recordings have no phoneme timings)")
-    if args.text is not None:
-        speech = synthesize(args.text, voice=args.voice, wpm=args.wpm, pitch=args.pitch)
-        wave = speech.wave
-    else:
-        wave = load_audio(args.audio)
     model = load_talk_model(args.weights)
-    face = model.mean_face
-    if method == "atnet":
-        track = model.mouth_track(wave, face)
-    elif method == "phonemes":
-        track = phoneme_mouth_track(speech.phonemes, frame_count(len(wave)), face)
-    else:
-        track = baseline_mouth_track(wave, face)
-    write_video(sketch(track), wave, 16_000, args.out, metadata={"model": f"atnet-{method}"})
+    track = speech_track(
+        text=args.text, audio=args.audio, voice=args.voice, wpm=args.wpm, pitch=args.pitch,
+        method=args.method, model=model,
+    )  # fmt: skip
+    write_video(sketch(track.landmarks), track.wave, SAMPLE_RATE, args.out, metadata={"model": f"atnet-{track.method}"})
     if args.landmarks:
         args.landmarks.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(args.landmarks, landmarks=track.astype(np.float32), fps=25, wave=wave, sample_rate=16_000)
-    print(f"{len(track)} frames ({len(wave) / 16_000:.1f} s, {method}) -> {args.out}")
+        np.savez(args.landmarks, landmarks=track.landmarks.astype(np.float32), fps=25, wave=track.wave,
+                 sample_rate=SAMPLE_RATE)  # fmt: skip
+    print(f"{len(track.landmarks)} frames ({len(track.wave) / SAMPLE_RATE:.1f} s, {track.method}) -> {args.out}")
     return 0
 
 
