@@ -36,7 +36,7 @@ from safetensors.torch import load_file
 
 from . import dlib_models, face_geometry
 from .errors import UserError
-from .faces import detect_faces, landmarks_for_box
+from .faces import WEAK_SCORE, detect_faces, landmarks_for_box
 from .mini_xception import EMOTIONS, MiniXception
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights" / "attributes"
@@ -139,7 +139,9 @@ def locate(image: np.ndarray) -> _Located:
     work, scale = _working_copy(_to_rgb(image))
     faces = detect_faces(work, cnn_fallback=False)  # the fallback below is cheaper than the CNN detector
     if faces:
-        face = faces[0]
+        # Confident hits first: a weak background hit can be larger than the face (seen on a JPEG
+        # copy of the astronaut photo). A lone weak hit is kept: on 64 px crops it is the face.
+        face = max(faces, key=lambda f: (f.score >= WEAK_SCORE, f.size))
         shape5 = dlib_models.landmarks5()(work, dlib.rectangle(*face.box))
         return _Located(work, scale, shape5, face.landmarks, True)
     h, w = work.shape[:2]

@@ -1,0 +1,201 @@
+"""Face attributes: the models read real faces correctly, the geometry has the documented signs.
+
+Test faces are UTKFace crops from tests/data/utkface_mini (100 px; age and gender from the
+file names and labels.csv, noted at each use) and the NASA astronaut portrait (Eileen Collins).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.numpy import load_file
+
+from pipeline import attributes as A
+from pipeline import face_geometry as fg
+from pipeline.errors import UserError
+from pipeline.mini_xception import EMOTIONS, max_pool_same
+
+DATA = Path(__file__).parent / "data"
+UTK = DATA / "utkface_mini"
+BABY_BOY = "1_0_2_20161219194721851.jpg.chip.jpg"  # 1 year, male
+GIRL = "9_1_1_20170117105556810.jpg.chip.jpg"  # 9 years, female, smiling
+MAN_23 = "23_0_0_20170117144622811.jpg.chip.jpg"  # 23 years, male
+MAN_40 = "40_0_2_20170113190426313.jpg.chip.jpg"  # 40 years, male, neutral
+WOMAN_32 = "32_1_4_20170105165021555.jpg.chip.jpg"  # 32 years, female, broad smile
+WOMAN_27 = "27_1_3_20170119194359962.jpg.chip.jpg"  # 27 years, female, turned to the image's right
+WOMAN_82 = "82_1_0_20170110141329969.jpg.chip.jpg"  # 82 years, female
+MAN_70 = "70_0_0_20170120140346584.jpg.chip.jpg"  # 70 years, male
+FILES = [BABY_BOY, GIRL, MAN_23, MAN_40, WOMAN_32, WOMAN_27, WOMAN_82, MAN_70]
+
+
+def _load(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def faces() -> dict[str, np.ndarray]:
+    images = {name: _load(UTK / name) for name in FILES}
+    images["astronaut"] = _load(DATA / "faces" / "astronaut.png")
+    return images
+
+
+@pytest.fixture(scope="module")
+def attrs(faces) -> dict[str, A.FaceAttributes]:
+    return dict(zip(faces, A.analyze(list(faces.values()))))
+
+
+def test_batch_gives_one_result_per_image_of_any_size(faces, attrs):
+    assert len(attrs) == len(faces)
+    stack = np.stack([faces[MAN_40], faces[WOMAN_32], faces[MAN_40]])  # an (N, H, W, 3) array works too
+    out = A.analyze(stack, batch_size=2)
+    assert len(out) == 3
+    assert out[0].age == pytest.approx(out[2].age, abs=1e-4)
+    assert out[0].age == pytest.approx(attrs[MAN_40].age, abs=1e-3)  # batching does not change results
+    assert all(a.face_found for a in attrs.values())
+    assert attrs["astronaut"].landmarks.shape == (68, 2)
+    # landmarks come back in the input's pixels: the astronaut's face is in the upper middle of 512 px
+    assert 150 < attrs["astronaut"].landmarks[:, 0].mean() < 300
+
+
+def test_age_orders_young_and_old(attrs):
+    assert attrs[BABY_BOY].age < 5
+    assert attrs[GIRL].age < 18
+    assert 15 < attrs[MAN_23].age < 40
+    assert attrs[WOMAN_82].age > 60 and attrs[MAN_70].age > 55
+    assert attrs[BABY_BOY].age < attrs[GIRL].age < attrs[MAN_40].age < attrs[MAN_70].age
+
+
+def test_gender_on_clear_faces(attrs):
+    for name in (MAN_23, MAN_40, MAN_70):
+        assert attrs[name].p_female < 0.2, name
+    for name in (GIRL, WOMAN_32, WOMAN_82):
+        assert attrs[name].p_female > 0.8, name
+    assert attrs["astronaut"].p_female > 0.5
+
+
+def test_emotions_are_probabilities_and_see_smiles(attrs):
+    for a in attrs.values():
+        assert set(a.emotions) == set(EMOTIONS)
+        assert sum(a.emotions.values()) == pytest.approx(1.0, abs=1e-4)
+    assert attrs[WOMAN_32].emotions["happy"] > 0.8
+    assert attrs[MAN_40].emotions["happy"] < 0.2
+    assert attrs[WOMAN_32].smile > attrs[MAN_40].smile  # landmark smile agrees
+
+
+def test_emotion_port_matches_keras():
+    ref = load_file(str(DATA / "attributes" / "emotion_keras_reference.safetensors"))
+    with torch.inference_mode():
+        probs = torch.softmax(A.emotion_net()(torch.from_numpy(ref["inputs"])), dim=1).numpy()
+    np.testing.assert_allclose(probs, ref["probs"], atol=1e-5)
+
+
+def test_small_generated_size_faces(faces, attrs):
+    small = [np.asarray(Image.fromarray(faces[n]).resize((64, 64), Image.Resampling.LANCZOS)) for n in (MAN_40, WOMAN_82)]
+    man, woman = A.analyze(small)
+    assert man.face_found and woman.face_found
+    assert abs(man.age - attrs[MAN_40].age) < 5 and abs(woman.age - attrs[WOMAN_82].age) < 5
+    assert A.identity_distance(man, attrs[MAN_40]) < 0.4
+
+
+def test_no_face_falls_back_to_fixed_geometry():
+    blank = np.full((64, 64, 3), 128, np.uint8)
+    (a,) = A.analyze([blank])
+    assert not a.face_found
+    assert np.isfinite(list(A.scores(a).values())).all()
+    assert a.landmarks.shape == (68, 2)
+
+
+def test_yaw_and_roll_flip_with_the_image(faces, attrs):
+    turned = attrs[WOMAN_27]
+    assert turned.yaw > 15  # she faces the image's right
+    flipped = A.analyze([faces[WOMAN_27][:, ::-1], faces["astronaut"][:, ::-1]])
+    assert flipped[0].yaw == pytest.approx(-turned.yaw, abs=4)
+    assert flipped[0].pitch == pytest.approx(turned.pitch, abs=4)
+    assert flipped[1].roll == pytest.approx(-attrs["astronaut"].roll, abs=2)
+
+
+def test_identity_distance(faces, attrs):
+    buf = io.BytesIO()
+    Image.fromarray(faces["astronaut"]).save(buf, format="JPEG", quality=60)
+    recoded = np.asarray(Image.open(buf).convert("RGB"))
+    again, mirrored = A.analyze([recoded, faces["astronaut"][:, ::-1]])
+    assert A.identity_distance(again, attrs["astronaut"]) < 0.2
+    assert A.identity_distance(mirrored, attrs["astronaut"]) < 0.4
+    assert A.identity_distance(attrs[MAN_40], attrs[MAN_23]) > 0.6
+    assert A.identity_distance(attrs[WOMAN_32], attrs["astronaut"]) > 0.6
+    assert attrs[MAN_40].identity.shape == (128,)
+
+
+def test_scores_are_named_like_the_directions(attrs):
+    s = A.scores(attrs["astronaut"])
+    assert list(s) == list(A.SCORE_NAMES)
+    assert s["gender"] == attrs["astronaut"].p_female and s["happy"] == attrs["astronaut"].emotions["happy"]
+
+
+def test_bad_input_is_a_user_error():
+    with pytest.raises(UserError):
+        A.analyze([np.zeros((64, 64, 3), np.float32)])
+    with pytest.raises(UserError):
+        A.analyze(np.zeros((64, 64, 3), np.uint8))  # one image, not a batch
+
+
+# -- geometry, no models ------------------------------------------------------------------
+
+
+def test_head_pose_recovers_a_rotated_model():
+    model = fg.face_model_3d()
+    for yaw, pitch, roll in [(0, 0, 0), (30, 0, 0), (0, -20, 0), (0, 0, 12), (-25, 15, -8)]:
+        points = (model @ fg.angles_to_rotation(yaw, pitch, roll).T)[:, :2] * 40 + 100  # scaled orthographic
+        np.testing.assert_allclose(fg.head_pose(points), (yaw, pitch, roll), atol=1e-6)
+
+
+def test_head_pose_signs_follow_the_image():
+    model = fg.face_model_3d()
+    frontal = model[:, :2] * 40 + 100
+    nose_right = frontal.copy()
+    nose_right[:, 0] += -model[:, 2] * 10  # points nearer the viewer (the nose) move right: turned right
+    assert fg.head_pose(nose_right)[0] > 5
+    nose_up = frontal.copy()
+    nose_up[:, 1] -= -model[:, 2] * 10  # the nose moves up: looking up
+    assert fg.head_pose(nose_up)[1] > 5
+    theta = np.radians(10)  # rotate the drawing clockwise on screen (y points down)
+    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    assert fg.head_pose((frontal - 100) @ rot.T + 100)[2] == pytest.approx(10, abs=1e-6)
+    yaw, pitch, roll = fg.head_pose(fg.mirror_landmarks(nose_right, 200))
+    assert yaw < -5 and abs(pitch) < 1e-6 and abs(roll) < 1e-6
+
+
+def test_expression_measures():
+    model = fg.face_model_3d()
+    face = model[:, :2].copy()
+    assert 0.6 < fg.smile(face) < 1.0
+    assert fg.mouth_open(face) < 0.1
+    assert 0.2 < fg.eye_aspect_ratio(face) < 0.45
+    wide = face.copy()
+    wide[48, 0] -= 0.1
+    wide[54, 0] += 0.1
+    assert fg.smile(wide) > fg.smile(face)
+    opened = face.copy()
+    opened[65:68, 1] += 0.2  # lower inner lip drops
+    assert fg.mouth_open(opened) > fg.mouth_open(face) + 0.2
+    closed = face.copy()
+    closed[[37, 38, 43, 44], 1] = closed[[41, 40, 47, 46], 1]  # upper lids onto the lower ones
+    assert fg.eye_aspect_ratio(closed) < 0.05
+    assert sorted(fg.MIRROR_68) == list(range(68)) and (fg.MIRROR_68[fg.MIRROR_68] == np.arange(68)).all()
+
+
+@pytest.mark.parametrize("size", [60, 15, 8, 7])
+def test_max_pool_same_matches_tensorflow_rule(size):
+    x = torch.randn(1, 2, size, size)
+    y = max_pool_same(x)
+    assert y.shape[-1] == -(-size // 2)  # ceil(n / 2)
+    pad = max((y.shape[-1] - 1) * 2 + 3 - size, 0)
+    before = pad // 2  # TensorFlow puts the odd pixel of padding at the end
+    i = 1  # output (1, 1) covers input rows/cols 2 - before .. 4 - before
+    lo = 2 * i - before
+    assert y[0, 0, i, i] == x[0, 0, lo : lo + 3, lo : lo + 3].max()
