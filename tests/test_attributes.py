@@ -95,7 +95,9 @@ def test_emotion_port_matches_keras():
 
 
 def test_small_generated_size_faces(faces, attrs):
-    small = [np.asarray(Image.fromarray(faces[n]).resize((64, 64), Image.Resampling.LANCZOS)) for n in (MAN_40, WOMAN_82)]
+    small = [
+        np.asarray(Image.fromarray(faces[n]).resize((64, 64), Image.Resampling.LANCZOS)) for n in (MAN_40, WOMAN_82)
+    ]
     man, woman = A.analyze(small)
     assert man.face_found and woman.face_found
     assert abs(man.age - attrs[MAN_40].age) < 5 and abs(woman.age - attrs[WOMAN_82].age) < 5

@@ -41,7 +41,9 @@ def main() -> None:
     x = np.concatenate([x, np.random.default_rng(0).uniform(-1, 1, (2, 64, 64)).astype(np.float32)])
     probs = model.predict(x[..., None], verbose=0).astype(np.float32)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    save_file({"inputs": np.ascontiguousarray(x[:, None]), "probs": probs}, args.out, metadata={"keras": keras.__version__})
+    save_file(
+        {"inputs": np.ascontiguousarray(x[:, None]), "probs": probs}, args.out, metadata={"keras": keras.__version__}
+    )
     print(np.round(probs, 3))
 
 
