@@ -81,16 +81,20 @@ def friendly(fn: Callable) -> Callable:
     return stream if inspect.isgeneratorfunction(fn) else wrapper
 
 
-class PhotoInput(gr.Image):
+def photo_input(**kwargs) -> gr.Image:
     """An image input that hands the raw upload to the studio, so that every file (including a
     non-image) gets the studio's own checks and messages instead of a decoder crash."""
+    component = gr.Image(type="filepath", image_mode=None, **kwargs)
+    decode = component.preprocess
 
-    is_template = True
-
-    def preprocess(self, payload):
+    def raw(payload):
         if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
             return str(payload.path)
-        return super().preprocess(payload)
+        return decode(payload)
+
+    # On the instance, not a subclass: a subclass makes Gradio write a stub file beside app.py.
+    component.preprocess = raw
+    return component
 
 
 def show(image):
@@ -268,7 +272,7 @@ def build() -> gr.Blocks:
         with gr.Tabs():
             with gr.Tab("1 Upload & align"):
                 with gr.Row():
-                    photo = PhotoInput(label="Photo", sources=["upload", "webcam"], type="filepath", image_mode=None)
+                    photo = photo_input(label="Photo", sources=["upload", "webcam"])
                     annotated = gr.Image(label="Faces found", interactive=False, format="png")
                     with gr.Column():
                         picker = gr.Radio(label="Face to edit (largest first)", choices=[])

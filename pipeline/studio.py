@@ -53,6 +53,7 @@ DEFAULT_MODEL = "utkface-64"
 OVERRIDE_ENV = "STUDIO_WEIGHTS_OVERRIDE"
 TRUNCATION = 0.7  # random faces: pulled this far towards the average face, which keeps them plausible
 MAX_STEPS = 1000
+IDENTITY_SAME = 0.6  # dlib descriptor distance below which two faces are the same person
 Space = Literal["w", "wplus"]
 
 
@@ -340,6 +341,7 @@ class Session:
     target: np.ndarray | None = None  # the aligned face at the model's resolution
     latent: Latent | None = None  # the current code (encoded, optimised, random or uploaded)
     origin: str = ""  # where the code came from
+    target_attrs: object | None = None  # the target's face attributes, measured once
     reconstruction: np.ndarray | None = None
     tuned: Generator | None = None  # pivotally tuned copy for this face, if any
     edited: np.ndarray | None = None
@@ -363,6 +365,9 @@ class Session:
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
             self.folder = None
+
+    def set_target(self, image: np.ndarray | None) -> None:
+        self.target, self.target_attrs = image, None
 
     def reset_face(self) -> None:
         self.latent, self.origin, self.reconstruction, self.tuned, self.edited = None, "", None, None, None
@@ -413,14 +418,6 @@ class Downloads:
 # --------------------------------------------------------------------------- scores
 
 
-@lru_cache(maxsize=1)
-def _attributes():
-    try:
-        return importlib.import_module("pipeline.attributes")
-    except ImportError:
-        return None
-
-
 @torch.no_grad()
 def likeness(image: np.ndarray, reference: np.ndarray) -> dict[str, float]:
     """Perceptual distance (lower is closer) and PSNR of two same-size uint8 faces."""
@@ -428,17 +425,32 @@ def likeness(image: np.ndarray, reference: np.ndarray) -> dict[str, float]:
     return {"lpips": round(float(perceptual_distance(True, 128)(a, b)), 4), "psnr_db": round(float(psnr(a, b)), 2)}
 
 
-def face_scores(image: np.ndarray, reference: np.ndarray | None = None) -> dict:
-    """Age, gender, top emotion and identity similarity to ``reference`` where the attribute
-    models are available, plus how close ``image`` is to ``reference``."""
-    scores: dict = {}
-    attributes = _attributes()
-    if attributes is None or not hasattr(attributes, "face_attributes"):
-        scores["attributes"] = "age, gender, emotion and identity scores are not available yet"
+def attribute_summary(attrs) -> dict:
+    """The few attributes a person reads at a glance: age, gender, top emotion, smile."""
+    emotion, p = max(attrs.emotions.items(), key=lambda kv: kv[1])
+    gender = "female" if attrs.p_female >= 0.5 else "male"
+    return {"age": round(attrs.age, 1), "gender": f"{gender} ({max(attrs.p_female, 1 - attrs.p_female):.0%})",
+            "emotion": f"{emotion} ({p:.0%})", "smile": round(attrs.smile, 3)}  # fmt: skip
+
+
+def face_scores(image: np.ndarray, reference: np.ndarray | None = None, reference_attrs=None) -> dict:
+    """Age, gender, top emotion of ``image``; its identity distance to ``reference`` (dlib: the
+    same person below 0.6) and how close the two look. ``reference_attrs`` saves re-analysing it."""
+    from .attributes import analyze, identity_distance
+
+    if reference is None:
+        attrs = analyze([image])[0]
+        return attribute_summary(attrs)
+    if reference_attrs is None:
+        attrs, reference_attrs = analyze([image, reference])
     else:
-        scores.update(attributes.face_attributes(image, reference))
-    if reference is not None and reference.shape == image.shape:
+        attrs = analyze([image])[0]
+    distance = identity_distance(attrs, reference_attrs)
+    scores = attribute_summary(attrs)
+    scores.update({"identity_distance": round(distance, 3), "same_person": bool(distance < IDENTITY_SAME)})
+    if reference.shape == image.shape:
         scores.update(likeness(image, reference))
+    scores["input"] = attribute_summary(reference_attrs)
     return scores
 
 
@@ -497,11 +509,11 @@ class Studio:
         if session.model != name:
             session.model = name
             session.reset_face()
-            session.target = None
+            session.set_target(None)
             if session.photo is not None and session.aligned is not None:
                 session.aligned = align_face(session.photo, session.aligned.face, model.template,
                                              model.resolution, session.aligned.face_index)  # fmt: skip
-                session.target = self._target(session.aligned.image, model)
+                session.set_target(self._target(session.aligned.image, model))
         self.model_name = name
         return model
 
@@ -516,7 +528,8 @@ class Studio:
         faces = find_faces(photo)
         session.photo, session.faces = photo, faces
         session.photo_name = Path(name or (str(source) if not isinstance(source, bytes) else "photo")).stem or "photo"
-        session.aligned, session.target = None, None
+        session.aligned = None
+        session.set_target(None)
         session.reset_face()
         return faces
 
@@ -527,7 +540,7 @@ class Studio:
         model = self.session_model(session)
         face = select_face(session.faces, index)
         session.aligned = align_face(session.photo, face, model.template, model.resolution, face_index=index)
-        session.target = self._target(session.aligned.image, model)
+        session.set_target(self._target(session.aligned.image, model))
         session.reset_face()
         return AlignResult(session.faces, index, draw_faces(session.photo, session.faces, index), session.aligned.image)
 
@@ -550,12 +563,22 @@ class Studio:
             wplus = model.encoder.wplus(from_uint8(session.target)[None].to(model.generator.device))
         latent = Latent(latent=wplus.cpu(), model=model.name, space="wplus", alignment=model.template)
         self._set_code(session, latent, "encoder")
-        return EncodeResult(latent, session.reconstruction, face_scores(session.reconstruction, session.target))
+        return EncodeResult(latent, session.reconstruction, self.scores(session, session.reconstruction))
 
     def _set_code(self, session: Session, latent: Latent, origin: str, tuned: Generator | None = None) -> None:
         model = self.session_model(session)
         session.latent, session.origin, session.tuned, session.edited = latent, origin, tuned, None
         session.reconstruction = model.render(latent.wplus(model.n_latent), latent.noise, tuned)
+
+    def scores(self, session: Session, image: np.ndarray) -> dict:
+        """Attributes of ``image`` and how it compares with the session's target face."""
+        if session.target is None:
+            return face_scores(image)
+        if session.target_attrs is None:
+            from .attributes import analyze
+
+            session.target_attrs = analyze([session.target])[0]
+        return face_scores(image, session.target, session.target_attrs)
 
     # ---- 3. optimise
 
@@ -649,8 +672,7 @@ class Studio:
                             strengths, conditioning, layers)  # fmt: skip
         image = model.render(wplus, session.latent.noise, session.tuned)
         session.edited = image
-        reference = session.target if session.target is not None else session.reconstruction
-        result = EditResult(image, face_scores(image, reference))
+        result = EditResult(image, self.scores(session, image))
         if paste:
             result.composite = self.paste(session, image)
         return result
@@ -740,7 +762,7 @@ class Studio:
         seed = int(seed) if seed is not None else int.from_bytes(os.urandom(4), "little")
         session.photo, session.faces, session.aligned = None, [], None
         self._set_code(session, self.random_latent(model, seed), "random")
-        session.target = session.reconstruction
+        session.set_target(session.reconstruction)
         return session.reconstruction
 
     def read_latent(self, session: Session, path: str | Path) -> Latent:
@@ -754,7 +776,7 @@ class Studio:
         """Continue from a saved latent file (a PTI-tuned generator beside it is not carried over)."""
         self._set_code(session, self.read_latent(session, path), "file")
         if session.target is None:
-            session.target = session.reconstruction
+            session.set_target(session.reconstruction)
         return session.reconstruction
 
     # ---- downloads

@@ -103,6 +103,8 @@ def test_every_step_through_the_api(client):
     shown, recon, scores, latent_file = client.predict(api_name="/encode")
     assert image(recon).shape == image(shown).shape
     assert 0 <= scores["lpips"] and "psnr_db" in scores
+    assert {"age", "gender", "emotion", "identity_distance", "same_person"} <= scores.keys()
+    assert scores["input"]["gender"].startswith("female")  # Eileen Collins
     G = model_generator()
     encoded = load_latent_for(latent_file, G, MODEL)
     assert encoded.space == "wplus" and encoded.latent.shape == (1, G.n_latent, G.style_dim)
@@ -122,7 +124,7 @@ def test_every_step_through_the_api(client):
     assert np.abs(image(after).astype(int) - image(before).astype(int)).mean() > 1
     assert image(edited_file).shape == (64, 64, 3)
     assert image(composite_file).shape == image(str(PHOTO)).shape
-    assert "lpips" in scores
+    assert {"age", "gender", "emotion", "identity_distance", "lpips"} <= scores.keys()
 
     # Conditional editing and a chosen layer range; an empty range is a clear error.
     _, after_fine, *_ = client.predict(["pc1"], False, 8, 9, False, 3.0, 0, 0, 0, 0, 0, 0, 0, api_name="/edit")
