@@ -75,7 +75,7 @@ class FaceAttributes:
     yaw: float  # degrees, see pipeline.face_geometry for the signs
     pitch: float
     roll: float
-    identity: np.ndarray = field(repr=False)  # (128,) float32
+    identity: np.ndarray | None = field(repr=False)  # (128,) float32; None if not asked for
     landmarks: np.ndarray = field(repr=False)  # (68, 2) float32, pixels of the input crop
     face_found: bool = True  # False: read with the fixed fallback geometry
 
@@ -204,6 +204,8 @@ def identity_distance(a: FaceAttributes | np.ndarray, b: FaceAttributes | np.nda
     """Euclidean distance of two identity descriptors: below 0.6 means the same person."""
     va = a.identity if isinstance(a, FaceAttributes) else np.asarray(a)
     vb = b.identity if isinstance(b, FaceAttributes) else np.asarray(b)
+    if va is None or vb is None:
+        raise UserError("no identity descriptor: analyze the faces with identity=True")
     return float(np.linalg.norm(va.astype(np.float64) - vb.astype(np.float64)))
 
 
@@ -215,8 +217,14 @@ def _batches(images: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
     return list(images)
 
 
-def analyze(images: np.ndarray | Sequence[np.ndarray], batch_size: int = 64) -> list[FaceAttributes]:
-    """Attributes of the main face of each crop: a list of (H, W, 3) uint8 images or an (N, H, W, 3) array."""
+def analyze(
+    images: np.ndarray | Sequence[np.ndarray], batch_size: int = 64, identity: bool = True
+) -> list[FaceAttributes]:
+    """Attributes of the main face of each crop: a list of (H, W, 3) uint8 images or an (N, H, W, 3) array.
+
+    ``identity=False`` skips the identity descriptor, most of the cost (dlib's ResNet runs without
+    BLAS), when only the scores are needed.
+    """
     crops = _batches(images)
     out: list[FaceAttributes] = []
     for start in range(0, len(crops), batch_size):
@@ -224,7 +232,11 @@ def analyze(images: np.ndarray | Sequence[np.ndarray], batch_size: int = 64) -> 
         ages = predict_age([face_chip(f, AGE_CHIP, CHIP_PADDING) for f in located])
         female = predict_female([face_chip(f, GENDER_CHIP, CHIP_PADDING) for f in located])
         emotions = predict_emotions([face_chip(f, EMOTION_CHIP, EMOTION_PADDING) for f in located])
-        identities = identity_descriptors([face_chip(f, IDENTITY_CHIP, IDENTITY_PADDING) for f in located])
+        identities = (
+            identity_descriptors([face_chip(f, IDENTITY_CHIP, IDENTITY_PADDING) for f in located])
+            if identity
+            else [None] * len(located)
+        )
         for i, f in enumerate(located):
             lm = f.landmarks
             yaw, pitch, roll = face_geometry.head_pose(lm)

@@ -71,8 +71,10 @@ def attrs(faces) -> dict[str, A.FaceAttributes]:
 def test_batch_gives_one_result_per_image_of_any_size(faces, attrs):
     assert len(attrs) == len(faces)
     stack = np.stack([faces[MAN_40], faces[WOMAN_32], faces[MAN_40]])  # an (N, H, W, 3) array works too
-    out = A.analyze(stack, batch_size=2)
-    assert len(out) == 3
+    out = A.analyze(stack, batch_size=2, identity=False)  # scores only
+    assert len(out) == 3 and out[0].identity is None
+    with pytest.raises(UserError):
+        A.identity_distance(out[0], out[1])
     assert out[0].age == pytest.approx(out[2].age, abs=1e-4)
     assert out[0].age == pytest.approx(attrs[MAN_40].age, abs=1e-3)  # batching does not change results
     assert all(a.face_found for name, a in attrs.items() if name != "blank")
