@@ -6,7 +6,9 @@ file names and labels.csv, noted at each use) and the NASA astronaut portrait (E
 
 from __future__ import annotations
 
+import argparse
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ from safetensors.numpy import load_file
 
 from pipeline import attributes as A
 from pipeline import face_geometry as fg
+from pipeline.commands import attributes as attributes_command
 from pipeline.errors import UserError
 from pipeline.mini_xception import EMOTIONS, max_pool_same
 
@@ -156,6 +159,17 @@ def test_bad_input_is_a_user_error():
         A.analyze([np.zeros((64, 64, 3), np.float32)])
     with pytest.raises(UserError):
         A.analyze(np.zeros((64, 64, 3), np.uint8))  # one image, not a batch
+
+
+def test_attributes_command_prints_scores(capsys):
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    attributes_command.register(sub, {"bench": sub.add_parser("bench").add_subparsers()})
+    args = parser.parse_args(["attributes", str(DATA / "faces" / "astronaut.png"), "--json"])
+    assert args.func(args) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["face_found"] and row["p_female"] > 0.5 and row["happy"] > 0.5
+    assert set(A.SCORE_NAMES) - {"gender"} <= set(row)
 
 
 # -- geometry, no models ------------------------------------------------------------------

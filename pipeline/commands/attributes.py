@@ -27,7 +27,7 @@ def run_attributes(args: argparse.Namespace) -> int:
     from ..attributes import analyze
     from ..images import load_image
 
-    attrs = analyze([load_image(path) for path in args.images])
+    attrs = analyze([load_image(path) for path in args.images], identity=False)
     result = [{"image": str(path), **a.to_dict()} for path, a in zip(args.images, attrs)]
     print(json.dumps(result, indent=None if args.json else 2))
     return 0
