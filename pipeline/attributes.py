@@ -87,12 +87,14 @@ class FaceAttributes:
 
 
 @dataclass
-class _Located:
+class LocatedFace:
+    """Where the face of a crop is, on the working copy that chips are cut from."""
+
     work: np.ndarray  # the crop at working size, RGB uint8
     scale: float  # work pixels per input pixel
     shape5: dlib.full_object_detection
     landmarks: np.ndarray  # (68, 2) in work pixels
-    found: bool
+    found: bool  # False: the fixed fallback geometry
 
 
 @cache
@@ -135,7 +137,7 @@ def _working_copy(image: np.ndarray) -> tuple[np.ndarray, float]:
     return np.asarray(Image.fromarray(image).resize((w, h), resample)), scale
 
 
-def locate(image: np.ndarray) -> _Located:
+def locate(image: np.ndarray) -> LocatedFace:
     """The main face of a crop with its 5- and 68-point landmarks, or the fixed fallback geometry."""
     work, scale = _working_copy(_to_rgb(image))
     faces = detect_faces(work, cnn_fallback=False)  # the fallback below is cheaper than the CNN detector
@@ -144,15 +146,15 @@ def locate(image: np.ndarray) -> _Located:
         # copy of the astronaut photo). A lone weak hit is kept: on 64 px crops it is the face.
         face = max(faces, key=lambda f: (f.score >= WEAK_SCORE, f.size))
         shape5 = dlib_models.landmarks5()(work, dlib.rectangle(*face.box))
-        return _Located(work, scale, shape5, face.landmarks, True)
+        return LocatedFace(work, scale, shape5, face.landmarks, True)
     h, w = work.shape[:2]
     box = tuple(round(f * n) for f, n in zip(FALLBACK_BOX, (w, h, w, h)))
     points = [dlib.point(round(x * w), round(y * h)) for x, y in FALLBACK_POINTS5]
     shape5 = dlib.full_object_detection(dlib.rectangle(*box), points)
-    return _Located(work, scale, shape5, landmarks_for_box(work, box), False)
+    return LocatedFace(work, scale, shape5, landmarks_for_box(work, box), False)
 
 
-def face_chip(located: _Located, size: int, padding: float) -> np.ndarray:
+def face_chip(located: LocatedFace, size: int, padding: float) -> np.ndarray:
     """A (size, size, 3) chip aligned on the 5 landmarks (dlib's face chip geometry)."""
     return dlib.get_face_chip(located.work, located.shape5, size=size, padding=padding)
 
@@ -209,14 +211,6 @@ def identity_distance(a: FaceAttributes | np.ndarray, b: FaceAttributes | np.nda
     return float(np.linalg.norm(va.astype(np.float64) - vb.astype(np.float64)))
 
 
-def _batches(images: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
-    if isinstance(images, np.ndarray):
-        if images.ndim == 3:
-            raise UserError("analyze takes a batch: a list of images or an (N, H, W, 3) array")
-        return list(images)
-    return list(images)
-
-
 def analyze(
     images: np.ndarray | Sequence[np.ndarray], batch_size: int = 64, identity: bool = True
 ) -> list[FaceAttributes]:
@@ -225,7 +219,9 @@ def analyze(
     ``identity=False`` skips the identity descriptor, most of the cost (dlib's ResNet runs without
     BLAS), when only the scores are needed.
     """
-    crops = _batches(images)
+    if isinstance(images, np.ndarray) and images.ndim != 4:
+        raise UserError("analyze takes a batch: a list of images or an (N, H, W, 3) array")
+    crops = list(images)
     out: list[FaceAttributes] = []
     for start in range(0, len(crops), batch_size):
         located = [locate(crop) for crop in crops[start : start + batch_size]]
