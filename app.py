@@ -9,6 +9,8 @@ import argparse
 import functools
 import inspect
 import os
+import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,6 +43,7 @@ except ImportError:
 
 
 ASSETS = Path(__file__).parent / "assets"
+EXAMPLES = Path(tempfile.gettempdir()) / "studio-examples"
 MAX_DIRECTIONS = 8  # slider slots; a model's directions fill the first ones
 HEAVY = "heavy"  # optimisation and video share one queue slot: each saturates the CPU
 NOTE = (
@@ -99,6 +102,21 @@ def photo_input(**kwargs) -> gr.Image:
 
 def show(image):
     return None if image is None else upscale_for_display(image)
+
+
+def scores_table(scores: dict) -> str:
+    """The scores as a small table: the input face beside the result."""
+    rows = ["age", "gender", "emotion", "smile"]
+    before = scores.get("input", {})
+    lines = ["| | input | result |", "|---|---|---|"]
+    lines += [f"| {r} | {before.get(r, '')} | {scores.get(r, '')} |" for r in rows if r in scores]
+    extra = []
+    if "identity_distance" in scores:
+        verdict = "same person" if scores["same_person"] else "a different person"
+        extra.append(f"identity distance **{scores['identity_distance']:.2f}** ({verdict}; the same below 0.6)")
+    if "lpips" in scores:
+        extra.append(f"LPIPS {scores['lpips']:.3f}, PSNR {scores['psnr_db']:.1f} dB")
+    return "\n".join(lines) + "\n\n" + " · ".join(extra)
 
 
 def path(file: Path | None) -> str | None:
@@ -183,7 +201,8 @@ def start_from_file(session: Session, path: str | None):
 @gpu
 def encode(session: Session):
     result = studio.encode(session)
-    return session, show(session.target), show(result.reconstruction), result.scores, path(studio.save_latent(session))
+    return (session, show(session.target), show(result.reconstruction), result.scores, scores_table(result.scores),
+            path(studio.save_latent(session)))  # fmt: skip
 
 
 @friendly
@@ -214,8 +233,9 @@ def edit(session: Session, conditioning: list[str], own_layers: bool, first: flo
     result = studio.edit(session, values, conditioning or [], layers, paste)
     image_file = path(studio.save_image(session, result.image, "edited"))
     composite_file = path(studio.save_image(session, result.composite, "composite")) if result.composite is not None else None
-    return (session, show(session.reconstruction), show(result.image), result.scores, image_file,
-            result.composite, composite_file)  # fmt: skip
+    pasted = result.composite is not None
+    return (session, show(session.reconstruction), show(result.image), result.scores, scores_table(result.scores),
+            image_file, gr.Image(result.composite, visible=pasted), gr.File(composite_file, visible=pasted))  # fmt: skip
 
 
 @friendly
@@ -241,7 +261,12 @@ def current_face(session: Session):
 
 
 def example_faces() -> list[list[str]]:
-    return [[str(ASSETS / "astronaut.png")], [str(ASSETS / "mona_lisa.jpg")]]
+    examples = [[str(ASSETS / "astronaut.png")], [str(ASSETS / "mona_lisa.jpg")]]
+    try:  # one of the model's own faces, made once per model and kept with the app's examples
+        generated = studio.example_face(EXAMPLES)
+    except UserError:
+        generated = None
+    return examples + ([[str(generated)]] if generated else [])
 
 
 def start_row(state: gr.State, face: gr.Image, latent_file: gr.File, tab: str) -> None:
@@ -276,18 +301,21 @@ def build() -> gr.Blocks:
                     annotated = gr.Image(label="Faces found", interactive=False, format="png")
                     with gr.Column():
                         picker = gr.Radio(label="Face to edit (largest first)", choices=[])
-                        aligned = gr.Image(label="Aligned face", interactive=False, format="png", height=256)
+                        aligned = gr.Image(label="Aligned face", interactive=False, format="png", height=256, elem_id="aligned")
                         align_btn = gr.Button("Align", variant="primary")
                 gr.Examples(example_faces(), inputs=[photo], label="Examples")
-                with gr.Row():
-                    seed1 = gr.Number(label="seed (-1: any)", value=-1, precision=0)
-                    rand1 = gr.Button("Random face instead")
+                with gr.Row(equal_height=True):
+                    seed1 = gr.Number(label="seed (-1: any)", value=-1, precision=0, scale=1, min_width=120)
+                    rand1 = gr.Button("Or start from a random face", scale=3)
                     latent1 = gr.File(label="latent", visible=False)
             with gr.Tab("2 Encode"):
                 with gr.Row():
                     enc_in = gr.Image(label="Input (aligned)", interactive=False, format="png", height=256)
-                    enc_out = gr.Image(label="Reconstruction", interactive=False, format="png", height=256)
-                    enc_scores = gr.JSON(label="Scores")
+                    enc_out = gr.Image(label="Reconstruction", interactive=False, format="png", height=256, elem_id="reconstruction")
+                    with gr.Column():
+                        enc_table = gr.Markdown(elem_id="encode-scores")
+                        with gr.Accordion("All scores", open=False):
+                            enc_scores = gr.JSON(label="Scores")
                 encode_btn = gr.Button("Encode", variant="primary")
                 enc_file = gr.File(label="Latent file")
                 start_row(state, enc_out, enc_file, "encode")
@@ -323,13 +351,16 @@ def build() -> gr.Blocks:
                         paste = gr.Checkbox(label="Paste back into the original photo")
                         edit_btn = gr.Button("Edit", variant="primary")
                     before = gr.Image(label="Before", interactive=False, format="png", height=256)
-                    after = gr.Image(label="After", interactive=False, format="png", height=256)
-                    edit_scores = gr.JSON(label="Scores")
+                    after = gr.Image(label="After", interactive=False, format="png", height=256, elem_id="after")
+                    with gr.Column():
+                        edit_table = gr.Markdown(elem_id="edit-scores")
+                        with gr.Accordion("All scores", open=False):
+                            edit_scores = gr.JSON(label="Scores")
                 with gr.Row():
-                    composite = gr.Image(label="Composite photo", interactive=False, format="png")
+                    composite = gr.Image(label="Composite photo", interactive=False, format="png", visible=False)
                     with gr.Column():
                         edited_file = gr.File(label="Edited face")
-                        composite_file = gr.File(label="Composite photo")
+                        composite_file = gr.File(label="Composite photo", visible=False)
                 edit_latent = gr.File(label="latent", visible=False)
                 start_row(state, before, edit_latent, "edit")
             with gr.Tab("5 Talk") as talk_tab:
@@ -368,13 +399,13 @@ def build() -> gr.Blocks:
         align_btn.click(align, [state, picker], [state, annotated, picker, aligned], api_name="align")
         picker.input(align, [state, picker], [state, annotated, picker, aligned], api_name=False)
         rand1.click(random_face, [state, seed1], [state, aligned, latent1], api_name="random_face")
-        encode_btn.click(encode, [state], [state, enc_in, enc_out, enc_scores, enc_file], api_name="encode")
+        encode_btn.click(encode, [state], [state, enc_in, enc_out, enc_scores, enc_table, enc_file], api_name="encode")
         opt_btn.click(optimise, [state, steps, space, noise, pti], [state, opt_preview, opt_status, opt_file],
                       api_name="optimise", concurrency_limit=1, concurrency_id=HEAVY)  # fmt: skip
         # Unqueued, so that it gets through while the optimisation holds the queue slot.
         stop_btn.click(stop, [state], None, api_name="stop", queue=False)
         edit_btn.click(edit, [state, conditioning, own_layers, first, last, paste, *sliders],
-                       [state, before, after, edit_scores, edited_file, composite, composite_file], api_name="edit")  # fmt: skip
+                       [state, before, after, edit_scores, edit_table, edited_file, composite, composite_file], api_name="edit")  # fmt: skip
         talk_btn.click(talk, [state, text, voice, wpm, audio], [video, video_file], api_name="talk",
                        concurrency_limit=1, concurrency_id=HEAVY)  # fmt: skip
         mix_btn.click(mix, [state, other, seed_b, amount, groups], [mixed, mix_file], api_name="mix")
@@ -396,7 +427,9 @@ def main() -> None:
         global studio
         studio = Studio()
     load_model(studio.model_name)  # fail early, and the first user does not wait for it
-    build().launch(server_name=args.host, server_port=args.port, show_error=True)
+    demo = build()
+    threading.Thread(target=studio.warm_up, args=(ASSETS / "astronaut.png",), daemon=True).start()
+    demo.launch(server_name=args.host, server_port=args.port, show_error=True)
 
 
 demo = build() if __name__ != "__main__" else None

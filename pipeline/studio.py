@@ -30,14 +30,14 @@ from typing import Literal
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 from safetensors import SafetensorError, safe_open
 
 from .align import AlignedFace, align_face
 from .checkpoints import load_native
 from .encoder import Encoder, load_encoder
 from .errors import UserError
-from .faces import Face, find_faces, select_face
+from .faces import Face, detect_faces, find_faces, select_face
 from .generator import Generator
 from .images import load_image, save_image
 from .imaging import from_uint8, to_uint8
@@ -53,6 +53,8 @@ DEFAULT_MODEL = "utkface-64"
 OVERRIDE_ENV = "STUDIO_WEIGHTS_OVERRIDE"
 TRUNCATION = 0.7  # random faces: pulled this far towards the average face, which keeps them plausible
 MAX_STEPS = 1000
+# dlib's detectors and networks keep scratch state: one thread at a time may use them.
+DLIB_LOCK = threading.RLock()
 IDENTITY_SAME = 0.6  # dlib descriptor distance below which two faces are the same person
 Space = Literal["w", "wplus"]
 
@@ -433,18 +435,25 @@ def attribute_summary(attrs) -> dict:
             "emotion": f"{emotion} ({p:.0%})", "smile": round(attrs.smile, 3)}  # fmt: skip
 
 
+def analyze_faces(images: list[np.ndarray]) -> list:
+    """Face attributes of each image (one at a time: the dlib models inside are not thread-safe)."""
+    from .attributes import analyze
+
+    with DLIB_LOCK:
+        return analyze(images)
+
+
 def face_scores(image: np.ndarray, reference: np.ndarray | None = None, reference_attrs=None) -> dict:
     """Age, gender, top emotion of ``image``; its identity distance to ``reference`` (dlib: the
     same person below 0.6) and how close the two look. ``reference_attrs`` saves re-analysing it."""
-    from .attributes import analyze, identity_distance
+    from .attributes import identity_distance
 
     if reference is None:
-        attrs = analyze([image])[0]
-        return attribute_summary(attrs)
+        return attribute_summary(analyze_faces([image])[0])
     if reference_attrs is None:
-        attrs, reference_attrs = analyze([image, reference])
+        attrs, reference_attrs = analyze_faces([image, reference])
     else:
-        attrs = analyze([image])[0]
+        attrs = analyze_faces([image])[0]
     distance = identity_distance(attrs, reference_attrs)
     scores = attribute_summary(attrs)
     scores.update({"identity_distance": round(distance, 3), "same_person": bool(distance < IDENTITY_SAME)})
@@ -458,15 +467,20 @@ def face_scores(image: np.ndarray, reference: np.ndarray | None = None, referenc
 
 
 def draw_faces(photo: np.ndarray, faces: list[Face], selected: int) -> np.ndarray:
-    """The photo with a numbered box per face, the selected one highlighted."""
+    """The photo with a box and a number tag per face, the selected one highlighted."""
     im = Image.fromarray(photo)
     draw = ImageDraw.Draw(im)
-    width = max(2, round(max(photo.shape[:2]) / 300))
-    for i, f in enumerate(faces):
+    line = max(2, round(max(photo.shape[:2]) / 300))
+    font = ImageFont.load_default(size=max(14, round(max(photo.shape[:2]) / 30)))
+    for i in sorted(range(len(faces)), key=lambda i: i == selected):  # the selected face on top
+        f = faces[i]
         colour = (255, 196, 0) if i == selected else (80, 160, 255)
-        draw.rectangle(f.box, outline=colour, width=width * (2 if i == selected else 1))
-        size = max(12, f.size // 5)
-        draw.text((f.box[0] + width * 2, f.box[1] + width), str(i), fill=colour, font_size=size)
+        draw.rectangle(f.box, outline=colour, width=line * (2 if i == selected else 1))
+        x0, y0, x1, y1 = draw.textbbox((0, 0), str(i), font=font)
+        pad = line * 2
+        tag = (f.box[0], max(0, f.box[1] - (y1 + 2 * pad)), f.box[0] + x1 + 2 * pad, max(0, f.box[1] - (y1 + 2 * pad)) + y1 + 2 * pad)
+        draw.rectangle(tag, fill=colour)
+        draw.text((tag[0] + pad, tag[1] + pad - y0 // 2), str(i), fill=(0, 0, 0), font=font)
     return np.asarray(im)
 
 
@@ -525,7 +539,8 @@ class Studio:
     def open_photo(self, session: Session, source: str | Path | bytes, name: str | None = None) -> list[Face]:
         """Decode an upload and find its faces (largest first)."""
         photo = load_image(source)
-        faces = find_faces(photo)
+        with DLIB_LOCK:
+            faces = find_faces(photo)
         session.photo, session.faces = photo, faces
         session.photo_name = Path(name or (str(source) if not isinstance(source, bytes) else "photo")).stem or "photo"
         session.aligned = None
@@ -575,9 +590,7 @@ class Studio:
         if session.target is None:
             return face_scores(image)
         if session.target_attrs is None:
-            from .attributes import analyze
-
-            session.target_attrs = analyze([session.target])[0]
+            session.target_attrs = analyze_faces([session.target])[0]
         return face_scores(image, session.target, session.target_attrs)
 
     # ---- 3. optimise
@@ -778,6 +791,35 @@ class Studio:
         if session.target is None:
             session.set_target(session.reconstruction)
         return session.reconstruction
+
+    # ---- examples and warm-up
+
+    def example_face(self, folder: Path, seed: int = 0, size: int = 256) -> Path | None:
+        """A generated face saved as a photo (enlarged so the detector finds it), or None when
+        the model's face is not recognisable as one."""
+        model = self.model
+        path = folder / f"{model.name}-seed{seed}.png"
+        if not path.is_file():
+            face = model.render(self.random_latent(model, seed).wplus(model.n_latent))
+            big = np.asarray(Image.fromarray(face).resize((size, size), Image.Resampling.LANCZOS))
+            with DLIB_LOCK:
+                found = detect_faces(big, cnn_fallback=False)
+            if not found:
+                return None
+            folder.mkdir(parents=True, exist_ok=True)
+            save_image(big, path)
+        return path
+
+    def warm_up(self, photo: str | Path) -> None:
+        """Run every model once (detector, landmarks, encoder, attributes) so the first user does not wait."""
+        session = self.new_session()
+        try:
+            self.open_photo(session, photo)
+            self.align(session, 0)
+            if self.model.encoder is not None:
+                self.encode(session)
+        finally:
+            session.close()
 
     # ---- downloads
 

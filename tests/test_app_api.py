@@ -60,25 +60,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    folder = small_model(tmp_path_factory.mktemp("model"))
+def launch_app(model: Path, log_dir: Path):
+    """Run ``app.py --weights model`` on a free port; yield its URL, stop it afterwards."""
     port = free_port()
-    log = tmp_path_factory.mktemp("log") / "app.log"
+    log = log_dir / "app.log"
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "app.py", "--weights", str(folder), "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, "app.py", "--weights", str(model), "--port", str(port)],
                                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
-    url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 180
     while "Running on" not in log.read_text():
         if proc.poll() is not None or time.time() > deadline:
             proc.kill()
-            pytest.fail(f"the app did not start:\n{log.read_text()[-3000:]}")
+            pytest.fail(f"the app did not start (exit status {proc.poll()}):\n{log.read_text()[-3000:]}")
         time.sleep(0.5)
-    yield url
+    yield f"http://127.0.0.1:{port}/"
     proc.terminate()
     proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    yield from launch_app(small_model(tmp_path_factory.mktemp("model")), tmp_path_factory.mktemp("log"))
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +103,7 @@ def test_every_step_through_the_api(client):
     assert [c[1] for c in picker["choices"]] == [0] and picker["value"] == 0
     assert image(aligned).shape[0] == image(aligned).shape[1] >= 64
 
-    shown, recon, scores, latent_file = client.predict(api_name="/encode")
+    shown, recon, scores, table, latent_file = client.predict(api_name="/encode")
     assert image(recon).shape == image(shown).shape
     assert 0 <= scores["lpips"] and "psnr_db" in scores
     assert {"age", "gender", "emotion", "identity_distance", "same_person"} <= scores.keys()
@@ -118,12 +121,12 @@ def test_every_step_through_the_api(client):
     assert not torch.equal(optimised.latent, encoded.latent)
 
     # The edit moves the face; pasting back gives a photo of the original size.
-    before, after, scores, edited_file, composite, composite_file = client.predict(
+    before, after, scores, table, edited_file, composite, composite_file = client.predict(
         [], True, 0, 9, True, 3.0, 0, 0, 0, 0, 0, 0, 0, api_name="/edit"
     )
     assert np.abs(image(after).astype(int) - image(before).astype(int)).mean() > 1
     assert image(edited_file).shape == (64, 64, 3)
-    assert image(composite_file).shape == image(str(PHOTO)).shape
+    assert composite_file["visible"] and image(composite_file["value"]).shape == image(str(PHOTO)).shape
     assert {"age", "gender", "emotion", "identity_distance", "lpips"} <= scores.keys()
 
     # Conditional editing and a chosen layer range; an empty range is a clear error.

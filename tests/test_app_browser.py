@@ -1,0 +1,83 @@
+"""The app in a real browser: click an example, align, encode, edit; no console errors.
+
+Needs Chromium (``/usr/bin/chromium``, or CHROMIUM) and the ``playwright`` package (its
+driver only). Screenshots go to STUDIO_SCREENSHOTS (default: the test's temp folder).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("playwright")
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
+from test_app_api import launch_app, small_model  # noqa: E402
+
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+STEP_TIMEOUT_MS = 120_000
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no Chromium"),
+]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    yield from launch_app(small_model(tmp_path_factory.mktemp("model")), tmp_path_factory.mktemp("log"))
+
+
+@pytest.fixture()
+def shots(tmp_path) -> Path:
+    folder = Path(os.environ.get("STUDIO_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def image_loaded(page, label: str):
+    """The <img> inside the image component labelled ``label``."""
+    return page.locator(f"[data-testid='image']:has-text('{label}') img, .block:has(label:text-is('{label}')) img").first
+
+
+def test_click_through_align_encode_edit(app, shots, tmp_path):
+    errors: list[str] = []
+    with sync_playwright() as p:
+        # A fresh profile per run: nothing cached from an earlier page.
+        browser = p.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM, args=FLAGS,
+                                                       headless=True, viewport={"width": 1400, "height": 1000})  # fmt: skip
+        page = browser.new_page()
+        page.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+        page.set_default_timeout(STEP_TIMEOUT_MS)
+        page.goto(app)
+        expect(page.get_by_role("heading", name="Face studio")).to_be_visible()
+        page.screenshot(path=str(shots / "0-start.png"), full_page=True)
+
+        # An example fills the photo; alignment runs by itself and offers the face.
+        page.locator(".gallery-item, [data-testid='examples'] button, table.examples td").first.click()
+        expect(page.get_by_label("face 0", exact=False)).to_be_visible()
+        page.get_by_role("button", name="Align", exact=True).click()
+        expect(page.locator("#aligned img")).to_be_visible()
+        page.screenshot(path=str(shots / "1-aligned.png"), full_page=True)
+
+        page.get_by_role("tab", name="2 Encode").click()
+        page.get_by_role("button", name="Encode", exact=True).click()
+        expect(page.locator("#reconstruction img")).to_be_visible()
+        expect(page.locator("#encode-scores")).to_contain_text("identity distance")
+        page.screenshot(path=str(shots / "2-encoded.png"), full_page=True)
+
+        page.get_by_role("tab", name="4 Edit").click()
+        strength = page.get_by_label("number input for pc0")
+        strength.fill("3")
+        strength.press("Enter")
+        page.get_by_role("button", name="Edit", exact=True).click()
+        expect(page.locator("#after img")).to_be_visible()
+        expect(page.locator("#edit-scores")).to_contain_text("age")
+        page.screenshot(path=str(shots / "3-edited.png"), full_page=True)
+        browser.close()
+    assert not errors, "\n".join(errors)
