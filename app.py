@@ -137,7 +137,7 @@ def summary(model: Model | None) -> str:
 def edit_note(model: Model | None) -> str:
     if model is None or not model.directions:
         return model.directions_note if model else ""
-    return "Move a slider, then **Edit**. Strengths are in units of the direction (about -3 to 3 is natural)."
+    return "Move a slider, then **Edit**. Strengths are in standard deviations of the model's faces along each direction."
 
 
 def model_view(model: Model) -> tuple:
@@ -339,7 +339,7 @@ def build() -> gr.Blocks:
                 with gr.Row():
                     with gr.Column():
                         sliders = [
-                            gr.Slider(-5, 5, value=0, step=0.1, label=names[i] if i < len(names) else None,
+                            gr.Slider(-4, 4, value=0, step=0.1, label=names[i] if i < len(names) else None,
                                       visible=i < len(names))  # fmt: skip
                             for i in range(MAX_DIRECTIONS)
                         ]
@@ -364,6 +364,7 @@ def build() -> gr.Blocks:
                 edit_latent = gr.File(label="latent", visible=False)
                 start_row(state, before, edit_latent, "edit")
             with gr.Tab("5 Talk") as talk_tab:
+                gr.Markdown(studio.talk_status() or "Type a sentence (or upload a recording) and make a video of the face saying it.")
                 with gr.Row():
                     with gr.Column():
                         text = gr.Textbox(label="Text to say", max_lines=4, placeholder="Hello! Nice to meet you.")

@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -92,6 +92,7 @@ class Direction:
     name: str
     vector: torch.Tensor  # (style_dim,) unit length
     layers: tuple[int, int]  # half-open range of W+ rows
+    scale: float = 1.0  # standard deviation of the model's W along the vector: strength 1 moves this far
 
 
 def read_directions(path: Path, style_dim: int, n_latent: int) -> dict[str, Direction]:
@@ -134,7 +135,7 @@ def apply_edits(
     conditioning: list[str] | tuple[str, ...] = (),
     layers: tuple[int, int] | None = None,
 ) -> torch.Tensor:
-    """``wplus`` (1, n_latent, dim) moved by ``strength`` along each named direction.
+    """``wplus`` (1, n_latent, dim) moved by ``strength`` standard deviations along each named direction.
 
     Each direction acts on its own default rows, or on ``layers`` when given; directions
     named in ``conditioning`` are projected out of the others first.
@@ -153,7 +154,7 @@ def apply_edits(
         lo, hi = max(0, lo), min(n, hi)
         if lo >= hi:
             raise UserError(f"empty layer range {lo}..{hi} (the model has layers 0..{n - 1})")
-        out[:, lo:hi] += float(strength) * vector
+        out[:, lo:hi] += float(strength) * d.scale * vector
     return out
 
 
@@ -291,10 +292,21 @@ def load_model(name: str | None = None) -> Model:
     elif not directions_file.is_file():
         note = f"Model {name} has no edit directions yet ({directions_file.name} is missing)."
     else:
-        directions = _directions_for(directions_file, G)
+        directions = with_scales(_directions_for(directions_file, G), G)
         note = "" if directions else f"{directions_file.name} holds no directions."
     return Model(name=name, generator=G, encoder=encoder, template=template, directions=directions,
                  directions_note=note, w_mean=G.mean_w().to(device))  # fmt: skip
+
+
+@torch.no_grad()
+def with_scales(directions: dict[str, Direction], G: Generator, n: int = 5000) -> dict[str, Direction]:
+    """Each direction with the spread of the model's faces along it, so that slider units mean
+    the same on every model (W's scale differs from model to model)."""
+    if not directions:
+        return directions
+    z = torch.randn(n, G.style_dim, generator=torch.Generator().manual_seed(0)).to(G.device)
+    w = torch.cat([G.mapping(chunk) for chunk in z.split(1024)]).cpu()
+    return {k: replace(d, scale=float((w @ d.vector).std())) for k, d in directions.items()}
 
 
 def _directions_for(path: Path, G: Generator) -> dict[str, Direction]:
@@ -489,9 +501,10 @@ def face_label(index: int, face: Face) -> str:
 
 
 def upscale_for_display(image: np.ndarray, size: int = 256) -> np.ndarray:
-    """Small faces enlarged (nearest pixel) so the browser shows them crisp, not blurred."""
-    factor = max(1, size // image.shape[0])
-    return image if factor == 1 else np.kron(image, np.ones((factor, factor, 1), dtype=np.uint8))
+    """Small faces enlarged (Lanczos) for the screen; downloads keep the model's own size."""
+    if image.shape[0] >= size:
+        return image
+    return np.asarray(Image.fromarray(image).resize((size, size * image.shape[0] // image.shape[1]), Image.Resampling.LANCZOS))
 
 
 # --------------------------------------------------------------------------- the studio
@@ -701,6 +714,15 @@ class Studio:
 
     # ---- 5. talk
 
+    @staticmethod
+    def talk_status() -> str:
+        """Empty when talking-head videos can be made; otherwise why not."""
+        try:
+            talk = importlib.import_module("pipeline.talk")
+        except ImportError:
+            talk = None
+        return "" if talk is not None and hasattr(talk, "talk") else "Talking-head videos are not available yet."
+
     def talk(self, session: Session, text: str = "", voice: str = "en-us", wpm: int = 160,
              audio: str | Path | None = None) -> Path:  # fmt: skip
         """A talking-head video (mp4) of the current face saying ``text`` or lip-syncing ``audio``."""
@@ -708,12 +730,9 @@ class Studio:
             raise UserError("encode a face first (tab 2), or start from a random face")
         if not (text or "").strip() and audio is None:
             raise UserError("type something to say, or upload an audio clip")
-        try:
-            talk = importlib.import_module("pipeline.talk")
-        except ImportError:
-            talk = None
-        if talk is None or not hasattr(talk, "talk"):
-            raise UserError("talking-head videos are not available yet")
+        if self.talk_status():
+            raise UserError(self.talk_status())
+        talk = importlib.import_module("pipeline.talk")
         model = self.session_model(session)
         out = session.file("talk.mp4")
         return Path(talk.talk(model.generator if session.tuned is None else session.tuned, session.latent,
