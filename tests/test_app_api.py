@@ -174,6 +174,21 @@ def test_random_face_then_edit_has_nothing_to_paste_into(app):
         client.predict([], True, 0, 9, True, 1.0, 0, 0, 0, 0, 0, 0, 0, api_name="/edit")
 
 
+def test_group_photo_offers_each_face(app, tmp_path):
+    astronaut = image(str(PHOTO))
+    mona = Image.open(DATA / "faces" / "mona_lisa.jpg").convert("RGB").resize((512, 512))
+    group = tmp_path / "group.png"
+    Image.fromarray(np.hstack([astronaut, np.asarray(mona)])).save(group)
+    client = Client(app, verbose=False)
+    _, picker, largest = client.predict(handle_file(str(group)), api_name="/upload")
+    assert [c[1] for c in picker["choices"]] == [0, 1] and picker["value"] == 0
+    _, picker, second = client.predict(1, api_name="/align")
+    assert picker["value"] == 1
+    assert np.abs(image(largest).astype(int) - image(second).astype(int)).mean() > 10
+    with pytest.raises(AppError, match="not in the list of choices"):
+        client.predict(2, api_name="/align")
+
+
 def test_a_text_file_is_a_clear_error(client, tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("not a photo")
