@@ -1,7 +1,8 @@
 """The app end to end through its API: a real server in a subprocess, driven by gradio_client.
 
-The app runs on a small model built from the golden StyleGAN2 weights in ``tests/data``
-(a folder passed with ``--weights``), so the test needs no downloaded or trained weights.
+The app runs on the embedded model's committed weights (the golden StyleGAN2 from ``tests/data``
+where they are absent), passed as a model folder with ``--weights`` together with test edit
+directions, so nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from pipeline.checkpoints import generator_from_state_dict, save_native  # noqa: E402
+from pipeline.checkpoints import generator_from_state_dict, load_native, save_native  # noqa: E402
 from pipeline.encoder import Encoder, EncoderConfig, save_encoder  # noqa: E402
 from pipeline.generator import Generator  # noqa: E402
 from pipeline.latents import load_latent_for  # noqa: E402
@@ -34,16 +35,23 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
 PHOTO = DATA / "faces" / "astronaut.png"
 MODEL = "utkface-64"  # the model name the local folder stands in for
+EMBEDDED = ROOT / "weights" / MODEL
 
 
 def small_model(folder: Path, directions: bool = True) -> Path:
-    """A model folder: golden generator, a fixed random encoder, and (optionally) edit
-    directions = the top principal components of W (GANSpace), the first two layers excluded."""
-    G = generator_from_state_dict(load_file(str(DATA / "golden" / "stylegan2_rosinality_small64_weights.safetensors")))
-    save_native(G, folder, half=False)
-    torch.manual_seed(0)
-    encoder = Encoder(EncoderConfig(64, G.style_dim, G.n_latent, channels=[16, 16, 16], hidden=64))
-    save_encoder(encoder, folder / "encoder.safetensors", half=False)
+    """A model folder for the app: the embedded model's weights (the golden StyleGAN2 with a
+    fixed random encoder where they are absent) and, optionally, edit directions = the top
+    principal components of W (GANSpace), the last one on the middle and fine layers only."""
+    if (EMBEDDED / "generator.safetensors").is_file():
+        for name in ("generator.safetensors", "generator.json", "encoder.safetensors", "encoder.json"):
+            (folder / name).symlink_to(EMBEDDED / name)
+        G = load_native(folder / "generator.safetensors")
+    else:
+        G = golden_generator()
+        save_native(G, folder, half=False)
+        torch.manual_seed(0)
+        encoder = Encoder(EncoderConfig(64, G.style_dim, G.n_latent, channels=[16, 16, 16], hidden=64))
+        save_encoder(encoder, folder / "encoder.safetensors", half=False)
     (folder / "model.json").write_text(json.dumps({"alignment": "utkface"}))
     if directions:
         with torch.no_grad():
@@ -52,6 +60,17 @@ def small_model(folder: Path, directions: bool = True) -> Path:
         tensors = {f"pc{i}": v[:, i].contiguous() for i in range(3)}
         save_file(tensors, str(folder / "directions.safetensors"), metadata={"layers": json.dumps({"pc2": [4, 10]})})
     return folder
+
+
+def golden_generator() -> Generator:
+    return generator_from_state_dict(load_file(str(DATA / "golden" / "stylegan2_rosinality_small64_weights.safetensors")))
+
+
+def model_generator() -> Generator:
+    """The generator the test model uses (to check latent files against)."""
+    if (EMBEDDED / "generator.safetensors").is_file():
+        return load_native(EMBEDDED / "generator.safetensors")
+    return golden_generator()
 
 
 def free_port() -> int:
@@ -91,10 +110,6 @@ def client(app):
 
 def image(path: str) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
-
-
-def model_generator() -> Generator:
-    return generator_from_state_dict(load_file(str(DATA / "golden" / "stylegan2_rosinality_small64_weights.safetensors")))
 
 
 def test_every_step_through_the_api(client):

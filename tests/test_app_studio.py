@@ -1,5 +1,5 @@
 """The studio facade without the web layer: edit maths, layer groups, sessions, and each step
-on a small model built from the golden StyleGAN2 weights."""
+on the test model of ``test_app_api`` (the embedded model's weights, without directions)."""
 
 from __future__ import annotations
 
