@@ -112,8 +112,8 @@ def scores_table(scores: dict) -> str:
     lines += [f"| {r} | {before.get(r, '')} | {scores.get(r, '')} |" for r in rows if r in scores]
     extra = []
     if "identity_distance" in scores:
-        verdict = "same person" if scores["same_person"] else "a different person"
-        extra.append(f"identity distance **{scores['identity_distance']:.2f}** ({verdict}; the same below 0.6)")
+        verdict = "the same person (below 0.6)" if scores["same_person"] else "a different person (0.6 or more)"
+        extra.append(f"identity distance **{scores['identity_distance']:.3f}**: {verdict}")
     if "lpips" in scores:
         extra.append(f"LPIPS {scores['lpips']:.3f}, PSNR {scores['psnr_db']:.1f} dB")
     return "\n".join(lines) + "\n\n" + " · ".join(extra)

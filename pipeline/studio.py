@@ -13,6 +13,7 @@ they never produce stand-in output.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
@@ -817,7 +818,9 @@ class Studio:
         """A generated face saved as a photo (enlarged so the detector finds it), or None when
         the model's face is not recognisable as one."""
         model = self.model
-        path = folder / f"{model.name}-seed{seed}.png"
+        # Named by the weights too: retrained weights under the same name get a fresh example.
+        digest = hashlib.sha1(model.generator.input.input.detach().cpu().numpy().tobytes()).hexdigest()[:10]
+        path = folder / f"{model.name}-{digest}-seed{seed}.png"
         if not path.is_file():
             face = model.render(self.random_latent(model, seed).wplus(model.n_latent))
             big = np.asarray(Image.fromarray(face).resize((size, size), Image.Resampling.LANCZOS))

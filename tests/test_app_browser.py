@@ -56,6 +56,7 @@ def test_click_through_align_encode_edit(app, shots, tmp_path):
         page.set_default_timeout(STEP_TIMEOUT_MS)
         page.goto(app)
         expect(page.get_by_role("heading", name="Face studio")).to_be_visible()
+        page.wait_for_load_state("networkidle")
         page.screenshot(path=str(shots / "0-start.png"), full_page=True)
 
         # An example fills the photo; alignment runs by itself and offers the face.
