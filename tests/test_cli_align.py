@@ -48,7 +48,7 @@ def test_list_align_and_paste_a_chosen_face(group_photo, tmp_path):
     assert faces[0]["box"][0] >= 512 and faces[1]["box"][2] <= 512
 
     out = tmp_path / "aligned.png"
-    done = cli("align", group_photo, "--template", "utkface", "--size", "96", "--face", "1", "--out", out)
+    done = cli("align", group_photo, "--model", "utkface-64", "--size", "96", "--face", "1", "--out", out)
     assert done.returncode == 0, done.stderr
     transform = json.loads(out.with_suffix(".json").read_text())
     assert transform["face_index"] == 1 and transform["face"]["box"] == faces[1]["box"]

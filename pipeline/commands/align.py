@@ -6,14 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
-DEFAULT_TEMPLATE = "ffhq"
-
 
 def register(sub, groups) -> None:
     p = sub.add_parser("align", help="find faces and crop one the way a model expects (also writes the transform)")
     p.add_argument("image", type=Path, help="photo (JPEG, PNG, WebP, BMP, TIFF, GIF)")
-    p.add_argument("--model", default=None, help="registry model whose template and size to use")
-    p.add_argument("--template", default=None, help="alignment template (default: the model's, else ffhq)")
+    p.add_argument(
+        "--model", default=None, help="registry model whose template and size to use (default: the default model)"
+    )
+    p.add_argument("--template", default=None, help="alignment template (default: the model's)")
     p.add_argument(
         "--size", type=int, default=None, help="output size in px (default: the model's, else the template's)"
     )
@@ -28,7 +28,7 @@ def register(sub, groups) -> None:
     p.add_argument("--into", type=Path, required=True, help="the original photo")
     p.add_argument("--face", type=int, default=None, help="which face, 0 = largest (without --transform)")
     p.add_argument("--transform", type=Path, default=None, help="transform JSON written by align")
-    p.add_argument("--model", default=None, help="without --transform: the model whose template to use")
+    p.add_argument("--model", default=None, help="without --transform: the model whose template to use (default model)")
     p.add_argument("--template", default=None, help="without --transform: the alignment template")
     p.add_argument("--colour", default="meanstd", help="colour matching: meanstd, lowfreq or none")
     p.add_argument("--out", type=Path, required=True, help="composite image")
@@ -43,27 +43,17 @@ def register(sub, groups) -> None:
     p.set_defaults(func=run_bench)
 
 
-def model_alignment(model: str | None) -> tuple[str | None, int | None]:
-    """(template, size) of a registry model; (None, None) without --model."""
-    if model is None:
-        return None, None
-    from ..errors import UserError
-
-    try:
-        from ..registry import get_model
-    except ImportError:
-        raise UserError("the model registry is not available; use --template and --size") from None
-    entry = get_model(model)
-    return entry.alignment, entry.resolution
-
-
 def resolve(model: str | None, template: str | None, size: int | None) -> tuple[str, int]:
-    """Explicit --template/--size win over the model's; then the template's own size."""
+    """(template, size): a registry model's (the default model when neither --model nor
+    --template is given), with explicit --template/--size winning; a bare --template uses
+    its own default size."""
     from ..align import load_template
+    from ..registry import get_model
 
-    model_template, model_size = model_alignment(model)
-    template = template or model_template or DEFAULT_TEMPLATE
-    return template, size or model_size or int(load_template(template).get("default_size", 256))
+    if model is not None or template is None:
+        entry = get_model(model)
+        return template or entry.alignment, size or entry.resolution
+    return template, size or int(load_template(template).get("default_size", 256))
 
 
 def run_align(args: argparse.Namespace) -> int:
