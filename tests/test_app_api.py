@@ -79,11 +79,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch_app(model: Path, log_dir: Path):
+def launch_app(model: Path, log_dir: Path, env: dict[str, str] | None = None):
     """Run ``app.py --weights model`` on a free port; yield its URL, stop it afterwards."""
     port = free_port()
     log = log_dir / "app.log"
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})}
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "app.py", "--weights", str(model), "--port", str(port)],
                                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -29,7 +31,16 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    yield from launch_app(small_model(tmp_path_factory.mktemp("model")), tmp_path_factory.mktemp("log"))
+    # Gradio keeps a closed tab's session for an hour (to allow reconnecting); its test
+    # setting shortens that to a second, so that the session-end cleanup can be watched.
+    env = {"GRADIO_IS_E2E_TEST": "1"}
+    yield from launch_app(small_model(tmp_path_factory.mktemp("model")), tmp_path_factory.mktemp("log"), env)
+
+
+def launch(p, tmp_path: Path):
+    # A fresh profile per run: nothing cached from an earlier page.
+    return p.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM, args=FLAGS,
+                                                headless=True, viewport={"width": 1400, "height": 1000})  # fmt: skip
 
 
 @pytest.fixture()
@@ -47,20 +58,19 @@ def image_loaded(page, label: str):
 def test_click_through_align_encode_edit(app, shots, tmp_path):
     errors: list[str] = []
     with sync_playwright() as p:
-        # A fresh profile per run: nothing cached from an earlier page.
-        browser = p.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM, args=FLAGS,
-                                                       headless=True, viewport={"width": 1400, "height": 1000})  # fmt: skip
+        browser = launch(p, tmp_path)
         page = browser.new_page()
         page.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
         page.set_default_timeout(STEP_TIMEOUT_MS)
         page.goto(app)
         expect(page.get_by_role("heading", name="Face studio")).to_be_visible()
-        page.wait_for_load_state("networkidle")
+        example = page.locator(".gallery-item, [data-testid='examples'] button, table.examples td").first
+        expect(example).to_be_visible()
         page.screenshot(path=str(shots / "0-start.png"), full_page=True)
 
         # An example fills the photo; alignment runs by itself and offers the face.
-        page.locator(".gallery-item, [data-testid='examples'] button, table.examples td").first.click()
+        example.click()
         expect(page.get_by_label("face 0", exact=False)).to_be_visible()
         page.get_by_role("button", name="Align", exact=True).click()
         expect(page.locator("#aligned img")).to_be_visible()
@@ -82,3 +92,25 @@ def test_click_through_align_encode_edit(app, shots, tmp_path):
         page.screenshot(path=str(shots / "3-edited.png"), full_page=True)
         browser.close()
     assert not errors, "\n".join(errors)
+
+
+def test_closing_the_tab_deletes_the_session_files(app, tmp_path):
+    before = set(Path(tempfile.gettempdir()).glob("studio-session-*"))
+    with sync_playwright() as p:
+        browser = launch(p, tmp_path)
+        page = browser.new_page()
+        page.set_default_timeout(STEP_TIMEOUT_MS)
+        page.goto(app)
+        page.locator(".gallery-item, [data-testid='examples'] button, table.examples td").first.click()
+        expect(page.locator("#aligned img")).to_be_visible()
+        page.get_by_role("tab", name="2 Encode").click()
+        page.get_by_role("button", name="Encode", exact=True).click()
+        expect(page.get_by_text("-latent-")).to_be_visible()
+        mine = set(Path(tempfile.gettempdir()).glob("studio-session-*")) - before
+        assert len(mine) == 1 and any(next(iter(mine)).iterdir())
+        page.close()
+        deadline = time.time() + 90
+        while next(iter(mine)).exists() and time.time() < deadline:
+            time.sleep(1)
+        browser.close()
+    assert not next(iter(mine)).exists(), "the session folder outlived the session"
