@@ -715,29 +715,39 @@ class Studio:
 
     # ---- 5. talk
 
-    @staticmethod
-    def talk_status() -> str:
-        """Empty when talking-head videos can be made; otherwise why not."""
-        try:
-            talk = importlib.import_module("pipeline.talk")
-        except ImportError:
-            talk = None
-        return "" if talk is not None and hasattr(talk, "talk") else "Talking-head videos are not available yet."
+    def talk_status(self, session: Session | None = None) -> str:
+        """Empty when the model can make talking-head videos; otherwise why not."""
+        from .talking_head import REFIT_COMMAND, talk_map_path
+
+        name = (session.model if session is not None else "") or self.model_name
+        if not talk_map_path(name).is_file():
+            return (f"Model {name} cannot make talking-head videos yet: its talk map is missing "
+                    f"(fit it with `{REFIT_COMMAND.format(name=name)}`).")  # fmt: skip
+        return ""
 
     def talk(self, session: Session, text: str = "", voice: str = "en-us", wpm: int = 160,
-             audio: str | Path | None = None) -> Path:  # fmt: skip
-        """A talking-head video (mp4) of the current face saying ``text`` or lip-syncing ``audio``."""
+             audio: str | Path | None = None, paste: bool = False) -> Path:  # fmt: skip
+        """A talking-head video (mp4) of the current face saying ``text`` or lip-syncing ``audio``;
+        ``paste``: every frame put back into the uploaded photo."""
+        from .talking_head import load_model_talk_map, talk_video
+
         if session.latent is None:
             raise UserError("encode a face first (tab 2), or start from a random face")
-        if not (text or "").strip() and audio is None:
+        text = (text or "").strip()
+        if not text and audio is None:
             raise UserError("type something to say, or upload an audio clip")
-        if self.talk_status():
-            raise UserError(self.talk_status())
-        talk = importlib.import_module("pipeline.talk")
         model = self.session_model(session)
-        out = session.file("talk.mp4")
-        return Path(talk.talk(model.generator if session.tuned is None else session.tuned, session.latent,
-                              text=text, voice=voice, wpm=wpm, audio=audio, out=out))  # fmt: skip
+        talk_map = load_model_talk_map(model.name, model.generator)
+        target = None
+        if paste:
+            if session.photo is None or session.aligned is None:
+                raise UserError("paste back needs an uploaded photo: this face did not come from one")
+            target = (session.photo, session.aligned)
+        result = talk_video(session.tuned or model.generator, session.latent.wplus(model.n_latent), talk_map,
+                            session.file("talk.mp4"), text=text or None, audio=audio, voice=voice, wpm=int(wpm),
+                            noise=session.latent.noise, paste=target, model_name=model.name,
+                            dlib_lock=DLIB_LOCK)  # fmt: skip
+        return result.path
 
     # ---- 6. mix
 

@@ -1,8 +1,9 @@
-"""``lipsync``, ``train atnet`` and ``bench talk``: speech to mouth landmarks.
+"""``talk``, ``lipsync``, ``train atnet``, ``train talkmap`` and ``bench talk``: speech to a talking face.
 
-``lipsync`` turns typed text or an audio file into a mouth landmark track and a
-preview video (a line drawing of the face with the sound), ahead of the face
-rendering that will use the same track.
+``talk`` makes the video: a face (latent file or photo) saying typed text or lip-syncing
+a recording. ``lipsync`` stops at the mouth landmark track and previews it as a line
+drawing with the sound. ``train talkmap`` fits, once per model, the map from landmark
+changes to latent offsets that ``talk`` renders with.
 """
 
 from __future__ import annotations
@@ -17,7 +18,34 @@ DEFAULT_RUN_DIR = Path("runs/atnet")
 NATURAL_CLIPS = sorted(Path("tests/data/audio").glob("cmu_arctic_*.wav"))
 
 
+LATENT_SUFFIXES = {".safetensors"}
+
+
 def register(sub, groups) -> None:
+    p = sub.add_parser("talk", help="a face (latent file or photo) saying text or lip-syncing audio -> MP4 with sound")
+    p.add_argument(
+        "face", type=Path, help="latent file (.safetensors, from invert) or a photo (aligned and encoded here)"
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", help="text to say (espeak-ng), up to 300 characters")
+    source.add_argument("--audio", type=Path, help="speech recording (wav, mp3, ogg, flac, m4a)")
+    p.add_argument("--out", type=Path, required=True, help="video file (.mp4)")
+    p.add_argument("--voice", default="en-us", help="espeak-ng voice, e.g. en-us, en-gb+f3")
+    p.add_argument("--wpm", type=int, default=160, help="speaking rate, words per minute")
+    p.add_argument("--pitch", type=int, default=50, help="0-99")
+    p.add_argument("--method", choices=["atnet", "phonemes", "baseline"], default=None,
+                   help="mouth track: atnet (default for audio), phonemes (default for text), baseline")  # fmt: skip
+    p.add_argument("--model", default=None, help="registry model (default: the default model)")
+    p.add_argument("--face-index", type=int, default=0, help="photo input: which face, 0 = largest")
+    p.add_argument("--paste-back", type=Path, default=None, help="put the talking face back into this photo")
+    p.add_argument("--transform", type=Path, default=None,
+                   help="transform JSON written by align, for --paste-back (else the face is found again)")  # fmt: skip
+    p.add_argument("--no-blinks", action="store_true", help="keep the eyes still")
+    p.add_argument("--seed", type=int, default=0, help="blink timing")
+    p.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS_DIR / "atnet.safetensors", help="AT-net weights")
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(func=run_talk)
+
     p = sub.add_parser("lipsync", help="text or speech audio -> mouth landmark track and a preview video")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", help="text to speak with espeak-ng")
@@ -44,6 +72,16 @@ def register(sub, groups) -> None:
     t.add_argument("--fresh", action="store_true", help="start over instead of resuming")
     t.set_defaults(func=run_train)
 
+    m = groups["train"].add_parser("talkmap", help="fit a model's map from mouth and eye landmarks to latent offsets")
+    m.add_argument("--model", default=None, help="registry model (default: the default model)")
+    m.add_argument("--out", type=Path, default=None, help="talk map file (default: the model's, see the registry)")
+    m.add_argument("--faces", type=int, default=300, help="random faces for the directions")
+    m.add_argument("--trial-faces", type=int, default=16, help="faces for choosing the W+ rows")
+    m.add_argument("--calibration-faces", type=int, default=64, help="faces for calibrating the strengths")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--threads", type=int, default=1)
+    m.set_defaults(func=run_train_talkmap)
+
     b = groups["bench"].add_parser("talk", help="AT-net vs the rule-based baseline on held-out and natural speech")
     b.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS_DIR / "atnet.safetensors")
     b.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR, help="data cache (test speech is made if missing)")
@@ -51,6 +89,116 @@ def register(sub, groups) -> None:
     b.add_argument("--limit", type=int, default=None, help="evaluate only the first N test utterances")
     b.add_argument("--json", action="store_true", help="compact JSON")
     b.set_defaults(func=run_bench)
+
+
+def _face_code(args: argparse.Namespace, model):
+    """(W+ code, noise maps, generator, photo and alignment for paste-back or None) of the input face."""
+    import torch
+
+    from ..align import align_face
+    from ..errors import UserError
+    from ..faces import find_faces, select_face
+    from ..images import load_image
+    from ..imaging import from_uint8
+    from ..latents import load_latent_for
+
+    G = model.generator
+    if args.face.suffix.lower() in LATENT_SUFFIXES:
+        latent = load_latent_for(args.face, G, model.name)
+        if latent.latent.shape[0] != 1:
+            raise UserError(f"{args.face.name} holds {latent.latent.shape[0]} codes; a video shows one face")
+        if latent.generator:  # a pivotally tuned generator saved beside the code
+            from ..checkpoints import load_native
+
+            tuned = args.face.parent / latent.generator
+            if not tuned.is_file():
+                raise UserError(f"{args.face.name} needs its tuned generator {tuned.name}, which is missing")
+            G = load_native(tuned).eval().requires_grad_(False)
+        return latent.wplus(G.n_latent), latent.noise, G, None
+    photo = load_image(args.face)
+    if model.encoder is None:
+        raise UserError(f"model {model.name} has no encoder: run invert on the aligned face and pass the latent file")
+    faces = find_faces(photo)
+    aligned = align_face(photo, select_face(faces, args.face_index), model.template, model.resolution,
+                         face_index=args.face_index)  # fmt: skip
+    with torch.no_grad():
+        wplus = model.encoder.wplus(from_uint8(aligned.image)[None].to(G.device)).cpu()
+    return wplus, None, G, (photo, aligned)
+
+
+def _paste_target(args: argparse.Namespace, model, from_photo):
+    """(photo, alignment) for --paste-back, or None."""
+    from ..align import AlignedFace, align_face
+    from ..faces import find_faces, select_face
+    from ..images import load_image
+    from .align import read_transform
+
+    if args.paste_back is None:
+        return None
+    if args.transform is not None:
+        aligned = AlignedFace.from_dict(read_transform(args.transform))
+        return load_image(args.paste_back), aligned
+    if from_photo is not None and args.paste_back.resolve() == args.face.resolve():
+        return from_photo
+    photo = load_image(args.paste_back)
+    face = select_face(find_faces(photo), args.face_index)
+    return photo, align_face(photo, face, model.template, model.resolution, face_index=args.face_index)
+
+
+def run_talk(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..errors import UserError
+    from ..speech import clean_prompt
+    from ..studio import load_model
+    from ..talk import load_talk_model
+    from ..talking_head import load_model_talk_map, talk_video
+    from ..video import probe
+
+    if args.out.suffix.lower() != ".mp4":
+        raise UserError(f"--out must be an .mp4 file, not {args.out.name}")
+    if args.text is not None:
+        args.text = clean_prompt(args.text)  # refuse a bad prompt before any model loads
+    if not args.face.is_file():
+        raise UserError(f"face not found: {args.face} (give a latent file or a photo)")
+    if args.transform is not None and args.paste_back is None:
+        raise UserError("--transform goes with --paste-back PHOTO")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load_model(args.model)
+    talk_map = load_model_talk_map(model.name, model.generator)
+    wplus, noise, G, from_photo = _face_code(args, model)
+    paste = _paste_target(args, model, from_photo)
+    speech_model = (
+        load_talk_model(args.weights) if (args.method or ("atnet" if args.audio else "")) == "atnet" else None
+    )
+    result = talk_video(G, wplus, talk_map, args.out, text=args.text, audio=args.audio, voice=args.voice,
+                        wpm=args.wpm, pitch=args.pitch, method=args.method, noise=noise, paste=paste,
+                        blinks=not args.no_blinks, seed=args.seed, model_name=model.name,
+                        speech_model=speech_model)  # fmt: skip
+    info = probe(result.path)
+    print(json.dumps({"video": str(result.path), "frames": len(result.frames), "seconds": round(result.seconds, 3),
+                      "video_seconds": info["duration"], "method": result.method, "model": model.name,
+                      "timings": result.timings}))  # fmt: skip
+    return 0
+
+
+def run_train_talkmap(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..studio import load_model
+    from ..talking_head import fit_talk_map, talk_map_path
+
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model)
+    out = args.out or talk_map_path(model.name)
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    talk_map = fit_talk_map(model.generator, faces=args.faces, trial_faces=args.trial_faces,
+                            calibration_faces=args.calibration_faces, seed=args.seed, log=log)  # fmt: skip
+    talk_map.info["model"] = model.name
+    talk_map.save(out)
+    print(json.dumps({"talk_map": str(out), "layers": talk_map.layers, **talk_map.info}))
+    return 0
 
 
 def run_lipsync(args: argparse.Namespace) -> int:

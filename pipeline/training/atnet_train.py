@@ -180,10 +180,10 @@ class Trainer:
             if self.step % every == 0:
                 val = self.validate()
                 net.train()
-                row = {"step": self.step, "minutes": round(self.seconds / 60, 2), "loss": round(float(loss), 6)} | val
+                row = {"step": self.step, "minutes": round(self.seconds / 60, 2), "loss": round(loss.item(), 6)} | val
                 self.history.append(row)
                 self.log(
-                    f"step {self.step} | {self.seconds / 60:.1f} min | loss {float(loss):.5f} | "
+                    f"step {self.step} | {self.seconds / 60:.1f} min | loss {loss.item():.5f} | "
                     f"val mouth error {val['mouth_error']:.4f} IOD | opening corr {val['opening_corr']:.3f}"
                 )
                 self.save()

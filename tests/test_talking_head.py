@@ -1,0 +1,229 @@
+"""Talking heads: frames from the generator driven by a mouth track, and the ``talk`` command.
+
+Runs on the test model of the app tests (the embedded model's weights, the golden StyleGAN2
+where they are absent). Most tests use a talk map built from the model's own principal
+directions so they stay fast; fitting a real one is the slow test at the end.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from test_app_api import small_model
+
+from pipeline import studio as studio_module
+from pipeline.audio import FPS
+from pipeline.checkpoints import load_native
+from pipeline.cli import main
+from pipeline.latents import Latent, save_latent
+from pipeline.mouth import PARAMS, articulate, closed
+from pipeline.talk import load_talk_model
+from pipeline.talking_head import (
+    MEASURES,
+    TalkMap,
+    animate,
+    blink_track,
+    fit_talk_map,
+    generator_digest,
+    load_talk_map,
+    measures,
+    prepare,
+    talk_video,
+)
+from pipeline.video import probe
+
+MODEL = "utkface-64"  # the name the test model folder stands in for
+NOISE_CLIP = "tests/data/audio/noise_doing_the_dishes_50s-53s.wav"
+
+
+def principal_talk_map(G) -> TalkMap:
+    """A talk map whose directions are the model's top principal axes of W: it moves the face
+    visibly, which is all the rendering and video tests need."""
+    with torch.no_grad():
+        w = G.mapping(torch.randn(2000, G.style_dim, generator=torch.Generator().manual_seed(0)))
+    _, s, v = torch.pca_lowrank(w - w.mean(0), q=3, center=False)
+    basis = (v.T * (s / np.sqrt(len(w)))[:, None]).double().numpy() * np.array([[40.0], [20.0], [60.0]])
+    limits = np.array([[-0.05, 0.05], [-0.1, 0.1], [-0.05, 0.0]])
+    layers = {"mouth": (0, G.n_latent), "eyes": (0, G.n_latent)}
+    return TalkMap(basis=basis, layers=layers, limits=limits, info={"generator": generator_digest(G)})
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    folder = small_model(tmp_path_factory.mktemp("model"), directions=False)
+    G = load_native(folder / "generator.safetensors").eval().requires_grad_(False)
+    principal_talk_map(G).save(folder / "talk_map.safetensors")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(studio_module.OVERRIDE_ENV, str(folder))
+        studio_module.load_model.cache_clear()
+        yield folder, G
+        studio_module.load_model.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def latent_file(model, tmp_path_factory):
+    folder, G = model
+    with torch.no_grad():
+        w = G.mean_w()
+    return save_latent(tmp_path_factory.mktemp("latent") / "face.safetensors", Latent(w, MODEL, "w", "utkface"))
+
+
+def opening_track(head, frames: int = 20) -> np.ndarray:
+    """The still's mouth opening and closing once, like a syllable."""
+    params = np.zeros((frames, len(PARAMS)))
+    params[:, PARAMS.index("open")] = 0.25 * np.sin(np.linspace(0, np.pi, frames))
+    return articulate(closed(head.shape), params)
+
+
+def test_blinks_come_at_human_intervals_and_are_short():
+    track = blink_track(60 * FPS, seed=3)
+    starts = np.flatnonzero((track[1:] > 0) & (track[:-1] == 0)) + 1
+    gaps = np.diff(starts) / FPS
+    assert 10 <= len(starts) <= 40  # 10-40 blinks a minute
+    assert gaps.min() >= 1.0
+    assert track.max() == 1.0 and (track > 0).sum() / len(starts) <= 8  # about a quarter of a second each
+    assert np.array_equal(track, blink_track(60 * FPS, seed=3))
+
+
+def test_measures_follow_the_articulated_mouth():
+    rest = closed(load_talk_model().mean_face)
+    params = np.zeros((3, len(PARAMS)))
+    params[1, PARAMS.index("open")] = 0.2
+    params[2, PARAMS.index("spread")] = 0.2
+    m = measures(articulate(rest, params))
+    opening, width = m[:, MEASURES.index("open")], m[:, MEASURES.index("width")]
+    assert opening[1] - opening[0] == pytest.approx(0.2, abs=0.02)
+    assert width[2] / width[0] == pytest.approx(1.2, abs=0.02) and opening[2] == pytest.approx(opening[0], abs=1e-6)
+
+
+def test_frames_change_only_inside_the_attention_mask(model):
+    _, G = model
+    head = prepare(G, G.mean_w()[:, None].repeat(1, G.n_latent, 1), principal_talk_map(G))
+    clip = animate(head, opening_track(head))
+    changed = (clip.frames != head.still[None]).any(axis=-1)  # (T, H, W)
+    inside = clip.mouth_mask > 0
+    assert changed.any(), "the mouth never moved"
+    assert not changed[:, ~inside].any(), "pixels outside the mask changed"
+    # The mask sits on the mouth and chin: below the eyes, and far from covering the face.
+    rows = np.flatnonzero(inside.any(axis=1))
+    eye_line = head.landmarks[36:48, 1].mean()
+    assert rows.min() > eye_line and inside.mean() < 0.35
+    # The first and last frames (mouth at rest) are the still itself.
+    assert np.array_equal(clip.frames[0], head.still) and np.array_equal(clip.frames[-1], head.still)
+
+
+def test_blinks_use_the_eye_mask_only_while_blinking(model):
+    _, G = model
+    head = prepare(G, G.mean_w()[:, None].repeat(1, G.n_latent, 1), principal_talk_map(G))
+    rest = np.repeat(closed(head.shape)[None], 12, axis=0)
+    blinks = np.zeros(12)
+    blinks[4:8] = 1.0
+    clip = animate(head, rest, blinks, rest=rest[0])
+    changed = (clip.frames != head.still[None]).any(axis=-1)
+    assert not changed[:4].any() and not changed[8:].any()
+    assert changed[4:8].any() and not changed[4:8][:, clip.eye_mask == 0].any()
+
+
+def test_talk_map_round_trip_and_refuses_other_weights(model, tmp_path):
+    _, G = model
+    talk_map = principal_talk_map(G)
+    path = talk_map.save(tmp_path / "map.safetensors")
+    loaded = load_talk_map(path, G)
+    assert np.allclose(loaded.basis, talk_map.basis, atol=1e-6) and loaded.layers == talk_map.layers
+    other = load_native(model[0] / "generator.safetensors")
+    with torch.no_grad():
+        other.input.input.add_(1.0)
+    with pytest.raises(Exception, match="other generator weights"):
+        load_talk_map(path, other, "python -m pipeline train talkmap")
+    offsets = loaded.offsets(np.array([[1.0, 0.0, 0.0]]), G.n_latent)  # clipped to the reach
+    assert torch.allclose(offsets[0, 0], torch.from_numpy(0.05 * talk_map.basis[0]).float(), atol=1e-5)
+
+
+def test_talk_command_writes_h264_with_aac_as_long_as_the_speech(model, latent_file, tmp_path, capsys):
+    out = tmp_path / "hello.mp4"
+    assert main(["talk", str(latent_file), "--text", "Hello, nice to meet you.", "--out", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    info = probe(out)
+    assert info["video"]["codec"] == "h264" and info["audio"]["codec"] == "aac"
+    assert info["video"]["fps"] == 25
+    assert abs(info["duration"] - report["seconds"]) <= 1 / FPS + 0.03
+    assert report["frames"] == int(np.ceil(report["seconds"] * FPS - 1e-9))
+
+
+def test_talk_from_audio_with_atnet(model, latent_file, tmp_path, capsys):
+    out = tmp_path / "arctic.mp4"
+    clip = "tests/data/audio/cmu_arctic_us_aew_a0001.wav"
+    assert main(["talk", str(latent_file), "--audio", clip, "--out", str(out), "--no-blinks"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["method"] == "atnet"
+    import soundfile as sf
+
+    assert abs(probe(out)["duration"] - sf.info(clip).duration) <= 1 / FPS + 0.03
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--text", "   "], "prompt is empty"),
+        (["--text", "a" * 301], "limit is 300"),
+        (["--audio", NOISE_CLIP], "no speech"),
+        (["--audio", "UNDECODABLE"], "cannot decode"),
+        (["--text", "hi", "--out", "video.avi"], "must be an .mp4"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(model, latent_file, tmp_path, capsys, extra, message):
+    if "UNDECODABLE" in extra:
+        bad = tmp_path / "speech.wav"
+        bad.write_bytes(b"RIFF this is not audio at all" * 10)
+        extra = [str(bad) if e == "UNDECODABLE" else e for e in extra]
+    out = [] if "--out" in extra else ["--out", str(tmp_path / "x.mp4")]
+    assert main(["talk", str(latent_file), *extra, *out]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error:") and message in err
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_studio_talk_makes_the_video(model, tmp_path):
+    studio = studio_module.Studio()
+    session = studio.new_session()
+    try:
+        studio.random_face(session, seed=1)
+        path = studio.talk(session, "Good morning.", wpm=180)
+        info = probe(path)
+        assert info["audio"] is not None and info["video"]["codec"] == "h264"
+    finally:
+        session.close()
+
+
+def test_talk_video_pastes_into_the_photo(model, tmp_path):
+    from pipeline.align import align_face
+    from pipeline.faces import find_faces
+    from pipeline.images import load_image
+
+    _, G = model
+    photo = load_image("tests/data/faces/astronaut.png")
+    aligned = align_face(photo, find_faces(photo)[0], "utkface", 64)
+    wplus = G.mean_w()[:, None].repeat(1, G.n_latent, 1)
+    result = talk_video(G, wplus, principal_talk_map(G), tmp_path / "pasted.mp4", text="Hi there.",
+                        paste=(photo, aligned), blinks=False)  # fmt: skip
+    assert result.frames.shape[1:] == photo.shape
+    # Far from the face the photo is untouched.
+    assert np.array_equal(
+        result.frames[:, :20, :20], np.broadcast_to(photo[:20, :20], result.frames[:, :20, :20].shape)
+    )
+
+
+@pytest.mark.slow
+def test_fitted_talk_map_opens_the_mouth(model):
+    _, G = model
+    talk_map = fit_talk_map(G, faces=60, trial_faces=4, calibration_faces=24, log=lambda _: None)
+    assert set(talk_map.layers) == {"mouth", "eyes"} and talk_map.limits[0, 1] > 0
+    head = prepare(G, G.mean_w()[:, None].repeat(1, G.n_latent, 1), talk_map)
+    frames = animate(head, opening_track(head, 9)).frames
+    from pipeline.talking_head import read_landmarks
+
+    opening = measures(read_landmarks(frames, head.box))[:, MEASURES.index("open")]
+    assert opening[4] > opening[0], f"the mouth did not open: {opening.round(3)}"
