@@ -145,7 +145,9 @@ class PixelNorm(nn.Module):
 class EqualLinear(nn.Module):
     """Linear layer with equalized learning rate (weights scaled at run time)."""
 
-    def __init__(self, in_dim: int, out_dim: int, bias_init: float = 0.0, lr_mul: float = 1.0, activation: bool = False):
+    def __init__(
+        self, in_dim: int, out_dim: int, bias_init: float = 0.0, lr_mul: float = 1.0, activation: bool = False
+    ):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_dim, in_dim) / lr_mul)
         self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init)))
@@ -293,7 +295,15 @@ class ConstantInput(nn.Module):
 
 
 class StyledConv(nn.Module):
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, style_dim: int, upsample: bool = False, blur_kernel=(1, 3, 3, 1)):
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel_size: int,
+        style_dim: int,
+        upsample: bool = False,
+        blur_kernel=(1, 3, 3, 1),
+    ):
         super().__init__()
         self.conv = ModulatedConv2d(in_ch, out_ch, kernel_size, style_dim, upsample=upsample, blur_kernel=blur_kernel)
         self.noise = NoiseInjection()
@@ -346,7 +356,9 @@ class Generator(nn.Module):
         self.style = nn.Sequential(
             PixelNorm(),
             *[
-                EqualLinear(sd, sd, lr_mul=config.lr_mlp, activation=not (config.mapping_linear and i == config.n_mlp - 1))
+                EqualLinear(
+                    sd, sd, lr_mul=config.lr_mlp, activation=not (config.mapping_linear and i == config.n_mlp - 1)
+                )
                 for i in range(config.n_mlp)
             ],
         )
@@ -442,7 +454,9 @@ class Generator(nn.Module):
     ) -> torch.Tensor:
         """W+ (batch, n_latent, style_dim) -> image (batch, 3, res, res), range about [-1, 1]."""
         if wplus.ndim != 3 or wplus.shape[1:] != (self.n_latent, self.style_dim):
-            raise ValueError(f"expected W+ of shape (batch, {self.n_latent}, {self.style_dim}), got {tuple(wplus.shape)}")
+            raise ValueError(
+                f"expected W+ of shape (batch, {self.n_latent}, {self.style_dim}), got {tuple(wplus.shape)}"
+            )
         if noise is None:
             noise = [None] * self.num_layers if randomize_noise else self.noise_buffers()
         dtype = next(self.parameters()).dtype
@@ -451,7 +465,9 @@ class Generator(nn.Module):
         out = self.conv1(out, wplus[:, 0], noise=noise[0], reference=reference)
         skip = self.to_rgb1(out, wplus[:, 1], reference=reference)
         i = 1
-        for conv_up, conv, n1, n2, to_rgb in zip(self.convs[::2], self.convs[1::2], noise[1::2], noise[2::2], self.to_rgbs):
+        for conv_up, conv, n1, n2, to_rgb in zip(
+            self.convs[::2], self.convs[1::2], noise[1::2], noise[2::2], self.to_rgbs
+        ):
             out = conv_up(out, wplus[:, i], noise=n1, reference=reference)
             out = conv(out, wplus[:, i + 1], noise=n2, reference=reference)
             skip = to_rgb(out, wplus[:, i + 2], skip, reference=reference)
@@ -480,7 +496,15 @@ class Generator(nn.Module):
 
 
 class ConvLayer(nn.Sequential):
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, downsample: bool = False, blur_kernel=(1, 3, 3, 1), activate: bool = True):
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel_size: int,
+        downsample: bool = False,
+        blur_kernel=(1, 3, 3, 1),
+        activate: bool = True,
+    ):
         layers: list[nn.Module] = []
         stride, padding = 1, kernel_size // 2
         if downsample:
@@ -492,6 +516,11 @@ class ConvLayer(nn.Sequential):
             layers.append(FusedLeakyReLU(out_ch))
         super().__init__(*layers)
 
+    def forward(self, x: torch.Tensor, reference: bool = False) -> torch.Tensor:
+        for layer in self:
+            x = layer(x, reference=reference) if isinstance(layer, Blur) else layer(x)
+        return x
+
 
 class ResBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, blur_kernel=(1, 3, 3, 1)):
@@ -500,8 +529,8 @@ class ResBlock(nn.Module):
         self.conv2 = ConvLayer(in_ch, out_ch, 3, downsample=True, blur_kernel=blur_kernel)
         self.skip = ConvLayer(in_ch, out_ch, 1, downsample=True, activate=False, blur_kernel=blur_kernel)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2)
+    def forward(self, x: torch.Tensor, reference: bool = False) -> torch.Tensor:
+        return (self.conv2(self.conv1(x), reference) + self.skip(x, reference)) / math.sqrt(2)
 
 
 class Discriminator(nn.Module):
@@ -524,8 +553,10 @@ class Discriminator(nn.Module):
             EqualLinear(channels[4] * 16, channels[4], activation=True), EqualLinear(channels[4], 1)
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.convs(x)
+    def forward(self, x: torch.Tensor, reference: bool = False) -> torch.Tensor:
+        out = self.convs[0](x)
+        for block in self.convs[1:]:
+            out = block(out, reference)
         b, c, h, w = out.shape
         group = min(b, self.stddev_group)
         while b % group:

@@ -49,7 +49,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 def register_bench(groups) -> None:
     p = groups["bench"].add_parser("generator", help="quality of a generator: face rate, KID, reconstruction (JSON)")
-    p.add_argument("--data", type=Path, required=True, help="the training data folder (held-out faces are read from it)")
+    p.add_argument(
+        "--data", type=Path, required=True, help="the training data folder (held-out faces are read from it)"
+    )
     p.add_argument("--weights", type=Path, default=DEFAULT_OUT, help="model folder with generator/encoder safetensors")
     p.add_argument("--n-kid", type=int, default=2000)
     p.add_argument("--n-faces", type=int, default=500)
@@ -58,6 +60,28 @@ def register_bench(groups) -> None:
     p.add_argument("--card", action="store_true", help="write the numbers into the model folder's MODEL_CARD.md")
     p.add_argument("--comparison", type=Path, default=None, help="JSON of a recipe comparison to include in the card")
     p.set_defaults(func=run_bench)
+
+    p = groups["bench"].add_parser("generator-speed", help="fast vs straightforward generator path: images/s (JSON)")
+    p.add_argument("--batch", type=int, default=8, help="images per forward pass")
+    p.add_argument("--train-batch", type=int, default=16, help="images per training step")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None, help="PyTorch threads (default: all cores)")
+    p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_speed_bench)
+
+
+def run_speed_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from ..generator_speed import generator_speed
+
+    result = generator_speed(args.batch, args.train_batch, args.repeats, args.threads)
+    text = json.dumps(result, indent=None if args.json else 2)
+    print(text)
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
 
 
 def run_bench(args: argparse.Namespace) -> int:
