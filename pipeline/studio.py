@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -32,10 +32,11 @@ from typing import Literal
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
-from safetensors import SafetensorError, safe_open
 
 from .align import AlignedFace, align_face
 from .checkpoints import load_native
+from .directions import Direction, layer_groups, load_directions, with_scales
+from .edit import apply_edits
 from .encoder import Encoder, load_encoder
 from .errors import UserError
 from .faces import Face, detect_faces, find_faces, select_face
@@ -63,100 +64,6 @@ Space = Literal["w", "wplus"]
 def pick_device() -> torch.device:
     """CUDA when there is one; the CPU otherwise."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-# --------------------------------------------------------------------------- layers
-
-
-def layer_resolution(index: int) -> int:
-    """Resolution a W+ layer styles: layers 0-1 act at 4 px, then two layers per octave."""
-    return 2 ** (index // 2 + 2) if index > 0 else 4
-
-
-def layer_groups(n_latent: int) -> dict[str, tuple[int, int]]:
-    """StyleGAN's coarse (4-8 px: pose, face shape), middle (16-32 px: features) and fine
-    (64 px and up: colour, texture) layers as half-open ranges of W+ rows."""
-    return {
-        "coarse": (0, min(4, n_latent)),
-        "middle": (min(4, n_latent), min(8, n_latent)),
-        "fine": (min(8, n_latent), n_latent),
-    }
-
-
-# --------------------------------------------------------------------------- directions
-
-
-@dataclass(frozen=True)
-class Direction:
-    """An edit direction: a unit vector in W and the W+ rows it applies to by default."""
-
-    name: str
-    vector: torch.Tensor  # (style_dim,) unit length
-    layers: tuple[int, int]  # half-open range of W+ rows
-    scale: float = 1.0  # standard deviation of the model's W along the vector: strength 1 moves this far
-
-
-def read_directions(path: Path, style_dim: int, n_latent: int) -> dict[str, Direction]:
-    """Directions from a safetensors file: one tensor per name, (style_dim,) or (1, style_dim);
-    metadata ``layers`` (JSON: name -> [first, end)) gives default layer ranges."""
-    try:
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise UserError(f"cannot read edit directions {path.name}: {str(exc)[:120]}") from None
-    layers = json.loads(meta.get("layers", "{}"))
-    out = {}
-    for name, t in sorted(tensors.items()):
-        v = t.float().reshape(-1)
-        if v.numel() != style_dim or not torch.isfinite(v).all() or v.norm() == 0:
-            raise UserError(f"{path.name}: direction {name!r} has shape {tuple(t.shape)}, the model needs ({style_dim},)")
-        lo, hi = layers.get(name, (0, n_latent))
-        out[name] = Direction(name, v / v.norm(), (max(0, int(lo)), min(n_latent, int(hi))))
-    return out
-
-
-def orthogonalize(direction: torch.Tensor, keep: list[torch.Tensor]) -> torch.Tensor:
-    """``direction`` with the components along ``keep`` removed (InterFaceGAN's conditional
-    editing): moving along it leaves the conditioned attributes' scores unchanged."""
-    if not keep:
-        return direction
-    basis = torch.linalg.qr(torch.stack(keep, 1)).Q  # (dim, k) orthonormal
-    out = direction - basis @ (basis.T @ direction)
-    norm = out.norm()
-    if norm < 1e-6:
-        raise UserError("a direction cannot be conditioned on itself (or on directions that span it)")
-    return out / norm
-
-
-def apply_edits(
-    wplus: torch.Tensor,
-    directions: dict[str, Direction],
-    strengths: dict[str, float],
-    conditioning: list[str] | tuple[str, ...] = (),
-    layers: tuple[int, int] | None = None,
-) -> torch.Tensor:
-    """``wplus`` (1, n_latent, dim) moved by ``strength`` standard deviations along each named direction.
-
-    Each direction acts on its own default rows, or on ``layers`` when given; directions
-    named in ``conditioning`` are projected out of the others first.
-    """
-    out = wplus.clone()
-    n = wplus.shape[1]
-    for name, strength in strengths.items():
-        if not strength:
-            continue
-        if name not in directions:
-            raise UserError(f"unknown edit direction {name!r}; this model has {', '.join(directions) or 'none'}")
-        d = directions[name]
-        keep = [directions[c].vector for c in conditioning if c != name and c in directions]
-        vector = orthogonalize(d.vector, keep).to(out)
-        lo, hi = layers if layers is not None else d.layers
-        lo, hi = max(0, lo), min(n, hi)
-        if lo >= hi:
-            raise UserError(f"empty layer range {lo}..{hi} (the model has layers 0..{n - 1})")
-        out[:, lo:hi] += float(strength) * d.scale * vector
-    return out
 
 
 # --------------------------------------------------------------------------- models
@@ -293,36 +200,10 @@ def load_model(name: str | None = None) -> Model:
     elif not directions_file.is_file():
         note = f"Model {name} has no edit directions yet ({directions_file.name} is missing)."
     else:
-        directions = with_scales(_directions_for(directions_file, G), G)
+        directions = with_scales(load_directions(directions_file, G.style_dim, G.n_latent), G)
         note = "" if directions else f"{directions_file.name} holds no directions."
     return Model(name=name, generator=G, encoder=encoder, template=template, directions=directions,
                  directions_note=note, w_mean=G.mean_w().to(device))  # fmt: skip
-
-
-@torch.no_grad()
-def with_scales(directions: dict[str, Direction], G: Generator, n: int = 5000) -> dict[str, Direction]:
-    """Each direction with the spread of the model's faces along it, so that slider units mean
-    the same on every model (W's scale differs from model to model)."""
-    if not directions:
-        return directions
-    z = torch.randn(n, G.style_dim, generator=torch.Generator().manual_seed(0)).to(G.device)
-    w = torch.cat([G.mapping(chunk) for chunk in z.split(1024)]).cpu()
-    return {k: replace(d, scale=float((w @ d.vector).std())) for k, d in directions.items()}
-
-
-def _directions_for(path: Path, G: Generator) -> dict[str, Direction]:
-    try:
-        module = importlib.import_module("pipeline.directions")
-    except ImportError:
-        module = None
-    if module is not None and hasattr(module, "load_directions"):
-        loaded = module.load_directions(path)
-        return {
-            name: Direction(name, torch.as_tensor(getattr(d, "vector", d)).float().reshape(-1),
-                            tuple(getattr(d, "layers", (0, G.n_latent))))  # fmt: skip
-            for name, d in loaded.items()
-        }
-    return read_directions(path, G.style_dim, G.n_latent)
 
 
 # --------------------------------------------------------------------------- session

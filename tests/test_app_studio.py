@@ -8,9 +8,11 @@ import torch
 from test_app_api import PHOTO, small_model
 
 from pipeline import studio as studio_module
+from pipeline.directions import Direction, layer_groups
+from pipeline.edit import apply_edits, orthogonalize
 from pipeline.errors import UserError
 from pipeline.latents import load_latent_for
-from pipeline.studio import Direction, Session, Studio, apply_edits, layer_groups, orthogonalize
+from pipeline.studio import Session, Studio
 
 
 def unit(v: list[float]) -> torch.Tensor:
@@ -35,7 +37,10 @@ def test_conditioning_removes_the_kept_component():
 
 
 def test_edits_move_only_the_chosen_layers_by_strength_times_scale():
-    d = {"age": Direction("age", unit([1, 0, 0]), (2, 5), scale=0.5), "smile": Direction("smile", unit([0, 1, 0]), (0, 6))}
+    d = {
+        "age": Direction("age", unit([1, 0, 0]), (2, 5), scale=0.5),
+        "smile": Direction("smile", unit([0, 1, 0]), (0, 6)),
+    }
     w = torch.zeros(1, 6, 3)
     out = apply_edits(w, d, {"age": 2.0})
     assert torch.allclose(out[0, 2:5, 0], torch.ones(3)) and out[0, :2].abs().sum() == 0 and out[0, 5:].abs().sum() == 0

@@ -1,0 +1,244 @@
+"""``directions``, ``edit`` and ``bench edit``: finding edit directions and applying them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .invert import add_model_args, heldout_and_train_files, load_model, set_threads
+
+DEFAULT_DATA = Path("../shared/data/utkface")
+
+
+def register(sub, groups) -> None:
+    p = sub.add_parser(
+        "directions", help="find a model's edit directions (SVMs on labelled samples, SeFa) and save them"
+    )
+    add_model_args(p)
+    p.add_argument("--n", type=int, default=None, help="faces to sample and label (default: 5000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                   help="labelled UTKFace photos for the real-photo route (skipped when absent)")  # fmt: skip
+    p.add_argument("--n-real", type=int, default=None, help="photos encoded for the real-photo route (default: 3000)")
+    p.add_argument("--out", type=Path, default=None, help="directions file (default: the model's, from the registry)")
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(func=run_directions)
+
+    p = sub.add_parser("edit", help="move a latent code along edit directions and render it")
+    p.add_argument("latent", type=Path, help="latent file written by invert (or the app)")
+    add_model_args(p)
+    p.add_argument("--directions", type=Path, default=None, help="directions file (default: the model's)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=STRENGTH",
+                   help="an edit in standard deviations, e.g. age=+2 (repeatable)")  # fmt: skip
+    p.add_argument("--condition", action="append", default=[], metavar="NAME",
+                   help="keep this attribute unchanged: project its direction out of the edits (repeatable)")  # fmt: skip
+    p.add_argument("--layers", action="append", default=[], metavar="NAME=FIRST:END",
+                   help="W+ rows one edit moves (FIRST:END, or coarse / middle / fine); default: the direction's own")  # fmt: skip
+    p.add_argument("--list", action="store_true", help="print the model's directions as JSON and stop")
+    p.add_argument("--out", type=Path, default=None, help="edited face (PNG)")
+    p.add_argument("--latent-out", type=Path, default=None, help="also write the edited latent code here")
+    p.add_argument("--paste-back", type=Path, default=None, help="original photo to blend the edited face into")
+    p.add_argument("--transform", type=Path, default=None, help="transform JSON written by align (with --paste-back)")
+    p.add_argument("--composite", type=Path, default=None, help="pasted-back photo (default: --out with -composite)")
+    p.set_defaults(func=run_edit)
+
+    p = groups["bench"].add_parser("edit", help="edit strength, identity and leakage per direction (JSON, grid PNG)")
+    add_model_args(p)
+    p.add_argument("--directions", type=Path, default=None, help="directions file (default: the model's)")
+    p.add_argument("--n", type=int, default=200, help="random faces to edit")
+    p.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help="UTKFace photos: held-out faces are encoded and edited"
+    )
+    p.add_argument("--n-real", type=int, default=50, help="held-out photos to edit (0: none)")
+    p.add_argument(
+        "--grid", type=Path, default=Path("bench/edit_grid.png"), help="PNG: rows attributes, columns strengths"
+    )
+    p.add_argument("--out", type=Path, default=Path("bench/edit.json"), help="the JSON is also written here")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--json", action="store_true", help="one line of JSON")
+    p.set_defaults(func=run_bench)
+
+
+def directions_path(model, explicit: Path | None) -> Path:
+    """The directions file: ``explicit``, the registry entry's, or the model folder's."""
+    from ..errors import UserError
+
+    if explicit is not None:
+        return explicit
+    if model.folder is not None:
+        return model.folder / "directions.safetensors"
+    try:
+        from ..registry import get_model
+
+        listed = (get_model(model.name).files or {}).get("directions")
+    except UserError:
+        listed = None
+    if listed is not None:
+        return Path(listed)
+    raise UserError(f"model {model.name} lists no directions file; give --directions (or --out)")
+
+
+def load_model_directions(model, explicit: Path | None):
+    from ..directions import load_directions, with_scales
+    from ..errors import UserError
+
+    path = directions_path(model, explicit)
+    if not path.is_file():
+        raise UserError(
+            f"no edit directions for model {model.name} ({path} is missing): run `python -m pipeline directions` first"
+        )
+    G = model.generator
+    return with_scales(load_directions(path, G.style_dim, G.n_latent), G)
+
+
+# --------------------------------------------------------------------------- directions
+
+
+def run_directions(args: argparse.Namespace) -> int:
+    from ..directions import Search, find_directions, save_directions
+    from ..errors import UserError
+
+    search = Search()
+    if args.n is not None:
+        if args.n < 100:
+            raise UserError("--n must be at least 100 (the SVMs train on the top and bottom fifths)")
+        search.n = args.n
+    if args.n_real is not None:
+        search.n_real = args.n_real
+    search.seed = args.seed
+    set_threads(args.threads)
+    m = load_model(args.model, args.weights)
+    out = directions_path(m, args.out)
+    train_files = None
+    if m.encoder is not None and search.n_real > 0 and args.data.is_dir():
+        train_files, _ = heldout_and_train_files(args.data, m.folder)
+    elif search.n_real > 0:
+        print("real-photo route skipped: " + ("the model has no encoder" if m.encoder is None else f"{args.data} not found"),
+              file=sys.stderr)  # fmt: skip
+    started = time.monotonic()
+    directions, report = find_directions(m.generator, search, m.encoder, args.data, train_files)
+    report["model"] = m.name
+    save_directions(out, directions, m.name, report)
+    summary = {
+        "directions": str(out), "model": m.name, "n": search.n, "seconds": round(time.monotonic() - started, 1),
+        "shipped": {k: {"kind": d.kind, "layers": list(d.layers), "accuracy": d.info.get("accuracy")} for k, d in directions.items()},
+        "fits": report["fits"], "real_route": report.get("real_route"),
+    }  # fmt: skip
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+# --------------------------------------------------------------------------- edit
+
+
+def run_edit(args: argparse.Namespace) -> int:
+    from ..directions import Direction
+    from ..edit import edit_latent, parse_layers, parse_strength
+    from ..errors import UserError
+    from ..images import load_image, save_image
+    from ..latents import load_latent_for, save_latent
+
+    if not args.list and args.out is None:
+        raise UserError("give --out for the edited face (or --list)")
+    if args.transform is not None and args.paste_back is None:
+        raise UserError("--transform goes with --paste-back PHOTO")
+    strengths = dict(parse_strength(s) for s in args.set)  # bad input fails before the model loads
+    photo = load_image(args.paste_back) if args.paste_back is not None else None
+    m = load_model(args.model, args.weights)
+    G = m.generator
+    directions: dict[str, Direction] = load_model_directions(m, args.directions)
+    if args.list:
+        print(json.dumps({k: {"kind": d.kind, "layers": list(d.layers), "scale": round(d.scale, 4), **d.info}
+                          for k, d in directions.items()}, indent=2))  # fmt: skip
+        return 0
+    if not strengths:
+        raise UserError(f"give at least one --set NAME=STRENGTH; this model has {', '.join(directions)}")
+    layers = dict(parse_layers(s, G.n_latent) for s in args.layers)
+    latent = load_latent_for(args.latent, G, m.name)
+    edited = edit_latent(latent, G.n_latent, directions, strengths, args.condition, layers)
+    if latent.generator:
+        from ..checkpoints import load_native
+
+        G = load_native(args.latent.parent / latent.generator).to(G.device).eval()  # the face's tuned generator
+    import torch
+
+    from ..imaging import to_uint8
+
+    with torch.no_grad():
+        noise = [n.to(G.device) for n in edited.noise] if edited.noise is not None else G.noise_buffers()
+        image = to_uint8(G.synthesis(edited.wplus(G.n_latent).to(G.device), noise=noise))
+    faces = list(image)
+    paths = (
+        [args.out]
+        if len(faces) == 1
+        else [args.out.with_name(f"{args.out.stem}-{i}{args.out.suffix}") for i in range(len(faces))]
+    )
+    for face, path in zip(faces, paths):
+        save_image(face, path)
+    result = {"out": [str(p) for p in paths], "space": edited.space, "edits": strengths, "conditioning": args.condition}
+    if args.latent_out is not None:
+        save_latent(args.latent_out, edited)
+        result["latent"] = str(args.latent_out)
+    if photo is not None:
+        result["composite"] = str(paste(photo, faces[0], args, m.alignment))
+    print(json.dumps(result))
+    return 0
+
+
+def paste(photo, face, args: argparse.Namespace, template: str) -> Path:
+    """Blend the edited face into the photo, in the frame of ``--transform`` (or of the photo's largest face)."""
+    from ..align import AlignedFace, alignment_matrix
+    from ..errors import UserError
+    from ..faces import find_faces, select_face
+    from ..images import save_image
+    from ..paste import paste_back
+    from .align import read_transform
+
+    if args.transform is not None:
+        aligned = AlignedFace.from_dict(read_transform(args.transform))
+    else:
+        if template == "unknown":
+            raise UserError(
+                "without --transform the model's alignment template is needed; give --transform T.json from align"
+            )
+        found = select_face(find_faces(photo), 0)
+        size = face.shape[1]
+        aligned = AlignedFace(image=face, matrix=alignment_matrix(found.landmarks, template, size), template=template,
+                              size=size, face=found, source_size=(photo.shape[1], photo.shape[0]), face_index=0)  # fmt: skip
+    out = args.composite or args.out.with_name(f"{args.out.stem}-composite{args.out.suffix}")
+    save_image(paste_back(photo, aligned, face), out)
+    return out
+
+
+# --------------------------------------------------------------------------- bench
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from ..edit_bench import bench_edits
+    from ..errors import UserError
+    from ..training.data import load_faces
+    from .invert import evenly_spaced
+
+    if args.n < 2:
+        raise UserError("--n must be at least 2")
+    set_threads(args.threads)
+    m = load_model(args.model, args.weights)
+    directions = load_model_directions(m, args.directions)
+    real = None
+    if args.n_real > 0:
+        if m.encoder is None:
+            raise UserError(f"model {m.name} has no encoder for the held-out photos; give --n-real 0")
+        if not args.data.is_dir():
+            raise UserError(f"data folder not found: {args.data} (or give --n-real 0)")
+        _, held = heldout_and_train_files(args.data, m.folder)
+        real = load_faces(args.data, evenly_spaced(held, args.n_real), m.generator.config.resolution)
+    result = bench_edits(m.generator, directions, args.n, m.encoder, real, grid=args.grid,
+                         log=lambda s: print(s, file=sys.stderr))  # fmt: skip
+    result["model"] = m.name
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=None if args.json else 2))
+    return 0

@@ -1,0 +1,169 @@
+"""Edit benchmark: how far each direction moves its attribute, what else it moves, and whether
+the face stays the same person, on random faces and on encoded held-out photos.
+
+For every attribute direction it edits each face by -2 and +2 standard deviations (age also by
++3) and scores the results with :mod:`pipeline.attributes`: the target's change per standard
+deviation (years for age, degrees for pose, probabilities for gender and emotions, ratios for
+the landmark scores), the dlib identity distance to the unedited face, and the change of the
+other attributes (leakage). Conditioned edits (e.g. age with gender held) measure how much of
+the leakage into the held attribute conditioning removes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from .directions import Direction, Progress, render, score_images
+from .edit import apply_edits
+from .generator import Generator
+from .imaging import from_uint8
+
+IDENTITY_SAME = 0.6  # dlib: same person below this distance
+STRENGTHS = (-2.0, 2.0)
+AGE_GOAL_STRENGTH = 3.0
+LEAKAGE_INTO = ("age", "gender", "smile", "happy", "mouth_open", "yaw", "pitch")
+CONDITIONED = (("age", "gender"), ("gender", "age"), ("smile", "mouth_open"), ("happy", "mouth_open"))
+GRID_STRENGTHS = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
+GRID_ROWS = 8
+GOALS = {"age_plus3_years": 15.0, "happy_plus2_probability": 0.4, "identity_kept_share": 0.7, "conditioning_cut": 0.5}
+
+Log = Callable[[str], None]
+
+
+def _measure(
+    G: Generator, wplus: torch.Tensor, progress: Progress, done: int
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Scores by name and (n, 128) identity descriptors of the rendered codes."""
+    scores, records = score_images(render(G, wplus), identity=True)
+    progress(done + len(wplus))
+    return scores, np.stack([r.identity for r in records])
+
+
+def _round(value: float, digits: int = 4) -> float:
+    return round(float(value), digits)
+
+
+def bench_codes(G: Generator, directions: Mapping[str, Direction], codes: torch.Tensor, log: Log) -> dict:
+    """The measures on W+ ``codes`` (n, n_latent, dim) for every attribute direction."""
+    # the attributes people edit most (each costs two edited renders a face, scored with identity)
+    targets = [k for k in LEAKAGE_INTO if k in directions and directions[k].kind == "attribute"]
+    pairs = [(a, b) for a, b in CONDITIONED if a in directions and b in directions]
+    settings: list[tuple[str, float, tuple[str, ...]]] = [(t, s, ()) for t in targets for s in STRENGTHS]
+    if "age" in directions:
+        settings.append(("age", AGE_GOAL_STRENGTH, ()))
+    settings += [(a, STRENGTHS[1], (b,)) for a, b in pairs]
+    progress = Progress("edit bench", len(codes) * (len(settings) + 1), log)
+    base, base_id = _measure(G, codes, progress, 0)
+    changes: dict[tuple[str, float, tuple[str, ...]], dict[str, np.ndarray]] = {}
+    identity: dict[tuple[str, float, tuple[str, ...]], np.ndarray] = {}
+    for i, (name, strength, held) in enumerate(settings):
+        edited = apply_edits(codes, directions, {name: strength}, held)
+        scores, ids = _measure(G, edited, progress, (i + 1) * len(codes))
+        changes[(name, strength, held)] = {k: scores[k] - base[k] for k in scores}
+        identity[(name, strength, held)] = np.linalg.norm(ids - base_id, axis=1)
+
+    out: dict = {"faces": len(codes), "directions": {}}
+    spread = {k: float(v.std()) for k, v in base.items()}
+    kept = []
+    for t in targets:
+        up, down = changes[(t, STRENGTHS[1], ())], changes[(t, STRENGTHS[0], ())]
+        distances = np.concatenate([identity[(t, s, ())] for s in STRENGTHS])
+        kept.append(distances < IDENTITY_SAME)
+        entry = {
+            "change_per_sd": _round((up[t] - down[t]).mean() / (STRENGTHS[1] - STRENGTHS[0])),
+            "change_at_plus2": _round(up[t].mean()),
+            "change_at_minus2": _round(down[t].mean()),
+            "identity_distance_median": _round(np.median(distances), 3),
+            "identity_kept_share": _round((distances < IDENTITY_SAME).mean(), 3),
+            # other attributes' change at +2, and in their own standard deviations
+            "leakage_at_plus2": {k: _round(up[k].mean()) for k in LEAKAGE_INTO if k != t},
+            "leakage_at_plus2_sd": {
+                k: _round(up[k].mean() / spread[k], 3) if spread[k] else 0.0 for k in LEAKAGE_INTO if k != t
+            },
+        }
+        if t == "age" and ("age", AGE_GOAL_STRENGTH, ()) in changes:
+            entry["change_at_plus3"] = _round(changes[("age", AGE_GOAL_STRENGTH, ())]["age"].mean())
+        out["directions"][t] = entry
+    out["conditioning"] = {}
+    for a, b in pairs:
+        plain = changes[(a, STRENGTHS[1], ())]
+        held = changes[(a, STRENGTHS[1], (b,))]
+        before, after = abs(plain[b].mean()), abs(held[b].mean())
+        out["conditioning"][f"{a}|{b}"] = {
+            "leakage_into_held": _round(before), "leakage_into_held_conditioned": _round(after),
+            "cut": _round(1 - after / before, 3) if before > 0 else None,
+            "target_change": _round(plain[a].mean()), "target_change_conditioned": _round(held[a].mean()),
+            "identity_kept_share_conditioned": _round((identity[(a, STRENGTHS[1], (b,))] < IDENTITY_SAME).mean(), 3),
+        }  # fmt: skip
+    out["identity_kept_share"] = _round(np.concatenate(kept).mean(), 3) if kept else None
+    out["base_scores_mean"] = {k: _round(v.mean()) for k, v in base.items()}
+    return out
+
+
+def goals(result: dict) -> dict:
+    """Each goal of the benchmark with the measured value and whether it is met."""
+    d = result["directions"]
+    checks = {}
+    if "age" in d and "change_at_plus3" in d["age"]:
+        checks["age_plus3_years"] = d["age"]["change_at_plus3"]
+    if "happy" in d:
+        checks["happy_plus2_probability"] = d["happy"]["change_at_plus2"]
+    if result.get("identity_kept_share") is not None:
+        checks["identity_kept_share"] = result["identity_kept_share"]
+    cuts = [c["cut"] for c in result.get("conditioning", {}).values() if c["cut"] is not None]
+    if cuts:
+        checks["conditioning_cut"] = _round(float(np.mean(cuts)), 3)
+    return {k: {"value": v, "goal": GOALS[k], "met": bool(v >= GOALS[k])} for k, v in checks.items()}
+
+
+def edit_grid(G: Generator, directions: Mapping[str, Direction], code: torch.Tensor, scale: int = 2) -> np.ndarray:
+    """One face edited along each direction (rows) by each of ``GRID_STRENGTHS`` (columns), labelled."""
+    names = list(directions)[:GRID_ROWS]
+    rows = [render(G, torch.cat([apply_edits(code, directions, {n: s}) for s in GRID_STRENGTHS])) for n in names]
+    res = G.config.resolution * scale
+    label_w, header_h, pad = 110, 18, 2
+    canvas = Image.new(
+        "RGB", (label_w + len(GRID_STRENGTHS) * (res + pad), header_h + len(names) * (res + pad)), "white"
+    )
+    draw = ImageDraw.Draw(canvas)
+    for j, s in enumerate(GRID_STRENGTHS):
+        draw.text((label_w + j * (res + pad) + res // 2 - 8, 3), f"{s:+g}", fill="black")
+    for i, (name, faces) in enumerate(zip(names, rows)):
+        y = header_h + i * (res + pad)
+        draw.text((4, y + res // 2 - 6), name[:17], fill="black")
+        for j, face in enumerate(faces):
+            tile = Image.fromarray(face).resize((res, res), Image.Resampling.LANCZOS)
+            canvas.paste(tile, (label_w + j * (res + pad), y))
+    return np.asarray(canvas)
+
+
+@torch.no_grad()
+def bench_edits(G: Generator, directions: Mapping[str, Direction], n: int = 200, encoder=None,
+                real_faces: np.ndarray | None = None, grid=None, seed: int = 0, log: Log = print) -> dict:  # fmt: skip
+    """The benchmark on ``n`` random faces and, given an encoder and photos, on their encoded codes."""
+    from .directions import sample_w
+    from .images import save_image
+
+    w = sample_w(G, n, seed)
+    result = {"samples": bench_codes(G, directions, w.unsqueeze(1).repeat(1, G.n_latent, 1), log)}
+    result["goals_samples"] = goals(result["samples"])
+    if encoder is not None and real_faces is not None and len(real_faces):
+        codes = torch.cat(
+            [
+                encoder.wplus(from_uint8(np.asarray(c)).to(G.device)).cpu()
+                for c in np.array_split(real_faces, max(1, len(real_faces) // 64))
+            ]
+        )
+        result["heldout_photos"] = bench_codes(G, directions, codes, log)
+        result["goals_heldout_photos"] = goals(result["heldout_photos"])
+    if grid is not None:
+        mean = G.mean_w().cpu()
+        face = mean + 0.7 * (sample_w(G, 1, seed + 7) - mean)  # a typical face: the grid is for looking at
+        save_image(edit_grid(G, directions, face.unsqueeze(1).repeat(1, G.n_latent, 1)), grid)
+        result["grid"] = str(grid)
+    result["threads"] = torch.get_num_threads()
+    return result

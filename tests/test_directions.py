@@ -1,0 +1,154 @@
+"""Finding, saving and loading edit directions: SVM fits, layer choice, SeFa, the file format."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.directions import (
+    Direction,
+    choose_layers,
+    cosine,
+    fit_direction,
+    layer_spans,
+    load_directions,
+    read_report,
+    save_directions,
+    sefa_components,
+    with_scales,
+)
+from pipeline.edit import apply_edits, orthogonalize
+from pipeline.errors import UserError
+from pipeline.generator import Generator, GeneratorConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+FFHQ_DIRECTIONS = ROOT / "weights" / "ffhq-1024" / "stylegan2_ffhq_w_directions.safetensors"
+TINY = GeneratorConfig(resolution=32, style_dim=32, n_mlp=2, channels={4: 32, 8: 32, 16: 16, 32: 16})
+
+
+def unit(v) -> torch.Tensor:
+    t = torch.as_tensor(v, dtype=torch.float32)
+    return t / t.norm()
+
+
+def test_svm_recovers_a_planted_direction():
+    rng = np.random.default_rng(0)
+    codes = rng.normal(size=(3000, 64)) * rng.uniform(0.5, 2.0, size=64)  # anisotropic, like W
+    planted = rng.normal(size=64)
+    planted /= np.linalg.norm(planted)
+    score = codes @ planted + 0.2 * rng.normal(size=3000)
+    fit = fit_direction(codes, score)
+    assert cosine(fit.normal, planted) > 0.9  # points the way the score grows
+    assert fit.accuracy > 0.95 and fit.correlation > 0.9
+    # A score with nothing linear behind it gives a fit no better than chance.
+    noise = fit_direction(codes, rng.normal(size=3000))
+    assert noise.accuracy < 0.7
+
+
+def test_svm_on_given_labels():
+    rng = np.random.default_rng(1)
+    codes = rng.normal(size=(1000, 16))
+    labels = (codes[:, 3] > 0).astype(float)
+    fit = fit_direction(codes, labels, labels=labels)
+    assert abs(fit.normal[3]) > 0.9 and fit.normal[3] > 0 and fit.accuracy > 0.9
+
+
+def test_conditioning_makes_the_edit_orthogonal_and_cuts_the_projection():
+    age, gender = unit([1.0, 0.8, 0.0, 0.0]), unit([0.0, 1.0, 0.0, 0.0])
+    directions = {"age": Direction("age", age, (0, 4), scale=2.0), "gender": Direction("gender", gender, (0, 4))}
+    w = torch.zeros(1, 4, 4)
+    plain = apply_edits(w, directions, {"age": 2.0})
+    held = apply_edits(w, directions, {"age": 2.0}, conditioning=["gender"])
+    moved_plain, moved_held = plain[0, 0], held[0, 0]
+    assert float(moved_plain @ gender) > 2.0  # age drags gender along ...
+    assert abs(float(moved_held @ gender)) < 1e-5  # ... unless gender is held
+    assert abs(float(moved_held.norm()) - 4.0) < 1e-5  # the edit keeps its strength x scale
+    assert abs(float(orthogonalize(age, [gender]) @ gender)) < 1e-6
+    with pytest.raises(UserError, match="unknown direction to condition on"):
+        apply_edits(w, directions, {"age": 1.0}, conditioning=["beard"])
+
+
+def test_save_and_load_round_trip(tmp_path):
+    a, b = unit(torch.randn(32)), unit(torch.randn(32))
+    directions = {
+        "smile": Direction("smile", a, (2, 6), 1.5, "attribute", {"accuracy": 0.91, "change_per_sd": {"coarse": 0.1}}),
+        "age": Direction("age", b, (0, 4), 0.7, "attribute", {"accuracy": 0.88}),
+        "sefa0_yaw": Direction("sefa0_yaw", -a, (0, 8), 0.3, "discovered", {"moves": {"yaw": 0.4}}),
+    }
+    path = save_directions(tmp_path / "d.safetensors", directions, "tiny", {"n": 10})
+    loaded = load_directions(path, 32, 8)
+    assert list(loaded) == ["smile", "age", "sefa0_yaw"]  # the saved order, not alphabetical
+    for name, d in directions.items():
+        got = loaded[name]
+        assert torch.allclose(got.vector, d.vector) and got.layers == d.layers and got.scale == pytest.approx(d.scale)
+        assert (
+            got.kind == d.kind
+            and got.info["accuracy" if d.kind == "attribute" else "moves"]
+            == d.info["accuracy" if d.kind == "attribute" else "moves"]
+        )
+    assert read_report(path) == {"n": 10}
+    # Layer ranges are clipped to a smaller model's rows; a model of another width is refused.
+    assert load_directions(path, 32, 6)["sefa0_yaw"].layers == (0, 6)
+    with pytest.raises(UserError, match="the model needs"):
+        load_directions(path, 64, 8)
+
+
+def test_published_ffhq_directions_load():
+    d = load_directions(FFHQ_DIRECTIONS, 512, 18)
+    assert list(d)[:3] == ["age", "pose", "smile"]
+    assert [k for k in d if d[k].kind == "discovered"] == [f"ganspace{i}" for i in range(5)]
+    for direction in d.values():
+        assert abs(float(direction.vector.norm()) - 1) < 1e-5
+    assert d["pose"].layers == (0, 18) and d["age"].kind == "published"
+    assert math.isnan(d["age"].scale) and d["ganspace0"].scale == pytest.approx(2.8556, abs=1e-3)
+
+
+def test_unknown_scales_are_measured_on_the_model():
+    torch.manual_seed(0)
+    G = Generator(TINY).eval()
+    known = Direction("a", unit(torch.randn(32)), (0, 8), 0.25)
+    unknown = Direction("b", unit(torch.randn(32)), (0, 8), math.nan)
+    out = with_scales({"a": known, "b": unknown}, G, n=2000)
+    assert out["a"].scale == 0.25
+    with torch.no_grad():
+        w = G.mapping(torch.randn(4000, 32))
+    assert out["b"].scale == pytest.approx(float((w @ unknown.vector).std()), rel=0.1)
+
+
+def test_layers_keep_most_of_the_change_on_the_fewest_rows():
+    spans = layer_spans(10)
+    assert spans == {"coarse": (0, 4), "coarse+middle": (0, 8), "coarse+middle+fine": (0, 10), "middle": (4, 8),
+                     "middle+fine": (4, 10), "fine": (8, 10)}  # fmt: skip
+    effects = {
+        "coarse": 0.1,
+        "coarse+middle": 0.9,
+        "coarse+middle+fine": 1.0,
+        "middle": 0.85,
+        "middle+fine": 0.95,
+        "fine": 0.05,
+    }
+    assert choose_layers(effects, spans, 10) == (4, 8)
+    effects["middle"] = 0.5
+    assert choose_layers(effects, spans, 10) == (4, 10)  # 6 rows keeping 95% beat 8 keeping 90%
+    assert choose_layers({k: -0.1 for k in spans}, spans, 10) == (0, 10)  # no change to keep: all rows
+
+
+def test_sefa_components_are_orthonormal_eigenvectors_of_the_modulation_weights():
+    torch.manual_seed(0)
+    G = Generator(TINY).eval()
+    components, values = sefa_components(G, k=4)
+    assert components.shape == (4, 32)
+    assert torch.allclose(components @ components.T, torch.eye(4), atol=1e-4)
+    assert (values[:-1] >= values[1:]).all()
+    # The first one changes the (unit-row) style outputs most: more than any random direction.
+    weights = torch.cat(
+        [m.modulation.weight.detach() * m.modulation.scale for m in G.modules() if hasattr(m, "modulation")]
+    )
+    weights = weights / weights.norm(dim=1, keepdim=True)
+    assert float((weights @ components[0]).square().sum()) == pytest.approx(float(values[0]), rel=1e-4)
+    random = torch.nn.functional.normalize(torch.randn(200, 32), dim=1)
+    assert float((weights @ random.T).square().sum(0).max()) < float(values[0])

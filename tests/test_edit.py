@@ -1,0 +1,165 @@
+"""Applying edits: per-edit layers, W codes kept as W, argument parsing, and the ``edit`` command
+end to end on a tiny model folder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipeline import cli
+from pipeline.checkpoints import save_native
+from pipeline.directions import Direction, save_directions
+from pipeline.edit import apply_edits, edit_latent, parse_layers, parse_strength
+from pipeline.errors import UserError
+from pipeline.generator import Generator, GeneratorConfig
+from pipeline.imaging import to_uint8
+from pipeline.latents import Latent, load_latent_for, save_latent
+
+ROOT = Path(__file__).resolve().parents[1]
+PHOTO = Path(__file__).parent / "data" / "faces" / "astronaut.png"
+TINY = GeneratorConfig(resolution=32, style_dim=32, n_mlp=2, channels={4: 32, 8: 32, 16: 16, 32: 16})
+N_LATENT = TINY.n_latent  # 8
+
+
+def unit(v) -> torch.Tensor:
+    t = torch.as_tensor(v, dtype=torch.float32)
+    return t / t.norm()
+
+
+@pytest.fixture(autouse=True)
+def only_these_commands(monkeypatch):
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ["align", "directions"])
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """A tiny model folder with two directions and a W latent of one of its faces."""
+    folder = tmp_path_factory.mktemp("tiny")
+    torch.manual_seed(0)
+    G = Generator(TINY).eval()
+    save_native(G, folder, half=False)
+    directions = {
+        "age": Direction("age", unit(torch.randn(32)), (0, 4), 0.8, "attribute", {"accuracy": 0.9}),
+        "happy": Direction("happy", unit(torch.randn(32)), (2, 8), 0.5, "attribute", {"accuracy": 0.8}),
+    }
+    save_directions(folder / "directions.safetensors", directions, "tiny")
+    with torch.no_grad():
+        w = G.mapping(torch.randn(1, 32, generator=torch.Generator().manual_seed(3)))
+    save_latent(folder / "face.safetensors", Latent(w, "tiny", "w", "utkface"))
+    return folder
+
+
+def render_unedited(folder: Path) -> np.ndarray:
+    from pipeline.checkpoints import load_native
+
+    G = load_native(folder / "generator.safetensors")
+    latent = load_latent_for(folder / "face.safetensors", G, "tiny")
+    with torch.no_grad():
+        return to_uint8(G.synthesis(latent.wplus(G.n_latent), noise=G.noise_buffers()))[0]
+
+
+def test_per_edit_layers_and_w_codes():
+    d = {"age": Direction("age", unit([1, 0, 0]), (0, 4), 1.0), "smile": Direction("smile", unit([0, 1, 0]), (0, 6))}
+    w = torch.zeros(1, 6, 3)
+    out = apply_edits(w, d, {"age": 1.0, "smile": 2.0}, layers={"age": (4, 6)})
+    assert out[0, :4, 0].abs().sum() == 0 and torch.allclose(out[0, 4:, 0], torch.ones(2))  # age on its given rows
+    assert torch.allclose(out[0, :, 1], torch.full((6,), 2.0))  # smile on its own default rows
+    code = Latent(torch.zeros(1, 3), "m", "w")
+    kept = edit_latent(code, 6, d, {"smile": 1.0})
+    assert kept.space == "w" and torch.allclose(kept.latent, torch.tensor([[0.0, 1.0, 0.0]]))
+    widened = edit_latent(code, 6, d, {"age": 1.0})  # age's default rows are 0-3 of 6
+    assert widened.space == "wplus" and widened.latent.shape == (1, 6, 3)
+    with pytest.raises(UserError, match="between -10 and 10"):
+        apply_edits(w, d, {"age": float("nan")})
+
+
+def test_parsing_strengths_and_layers():
+    assert parse_strength("age=+2") == ("age", 2.0) and parse_strength("happy=-1.5") == ("happy", -1.5)
+    for bad in ("age", "age=lots", "=2"):
+        with pytest.raises(UserError, match="--set"):
+            parse_strength(bad)
+    assert parse_layers("age=0:4", 10) == ("age", (0, 4))
+    assert parse_layers("age=middle+fine", 10) == ("age", (4, 10))
+    for bad in ("age=4:2", "age=0:11", "age=eyes", "age"):
+        with pytest.raises(UserError, match="--layers"):
+            parse_layers(bad, 10)
+
+
+def test_edit_command_renders_a_changed_face(tmp_path, model_dir, capsys):
+    out = tmp_path / "edited.png"
+    args = ["edit", str(model_dir / "face.safetensors"), "--weights", str(model_dir), "--model", "tiny",
+            "--set", "age=+3", "--set", "happy=-2", "--condition", "happy", "--out", str(out),
+            "--latent-out", str(tmp_path / "edited.safetensors")]  # fmt: skip
+    assert cli.main(args) == 0
+    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert info["space"] == "wplus" and info["edits"] == {"age": 3.0, "happy": -2.0}
+    edited = np.asarray(Image.open(out))
+    unedited = render_unedited(model_dir)
+    assert edited.shape == unedited.shape == (32, 32, 3)
+    assert np.abs(edited.astype(int) - unedited.astype(int)).mean() > 1.0
+
+    # Strength 0 renders the face as it was.
+    same = tmp_path / "same.png"
+    assert cli.main(["edit", str(model_dir / "face.safetensors"), "--weights", str(model_dir), "--model", "tiny",
+                     "--set", "age=0", "--out", str(same)]) == 0  # fmt: skip
+    assert np.array_equal(np.asarray(Image.open(same)), unedited)
+
+    # Only the rows asked for move: age on the fine rows changes the picture less than on all.
+    fine = tmp_path / "fine.png"
+    assert cli.main(["edit", str(tmp_path / "edited.safetensors"), "--weights", str(model_dir), "--model", "tiny",
+                     "--set", "age=-3", "--layers", "age=6:8", "--out", str(fine)]) == 0  # fmt: skip
+    assert not np.array_equal(np.asarray(Image.open(fine)), edited)
+
+
+def test_edit_lists_directions(model_dir, capsys):
+    assert cli.main(["edit", str(model_dir / "face.safetensors"), "--weights", str(model_dir), "--list"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert list(listed) == ["age", "happy"] and listed["happy"]["layers"] == [2, 8] and listed["age"]["accuracy"] == 0.9
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--set", "beard=+1"], "unknown edit direction 'beard'; this model has age, happy"),
+        (["--set", "age=much"], "is not a number"),
+        (["--set", "age=+40"], "between -10 and 10"),
+        (["--set", "age=1", "--condition", "gender"], "unknown direction to condition on 'gender'"),
+    ],
+)
+def test_bad_edits_exit_2_with_one_line(model_dir, tmp_path, capsys, extra, message):
+    args = ["edit", str(model_dir / "face.safetensors"), "--weights", str(model_dir), "--model", "tiny",
+            "--out", str(tmp_path / "x.png"), *extra]  # fmt: skip
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_edit_process_exit_status(model_dir, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "edit", str(model_dir / "face.safetensors"), "--weights", str(model_dir),
+         "--model", "tiny", "--set", "beard=+1", "--out", str(tmp_path / "x.png")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["error: unknown edit direction 'beard'; this model has age, happy"]
+
+
+def test_edit_pastes_back_into_the_photo(model_dir, tmp_path):
+    aligned, transform = tmp_path / "aligned.png", tmp_path / "aligned.json"
+    assert cli.main(["align", str(PHOTO), "--template", "utkface", "--size", "32", "--out", str(aligned)]) == 0
+    out = tmp_path / "edited.png"
+    assert cli.main(["edit", str(model_dir / "face.safetensors"), "--weights", str(model_dir), "--model", "tiny",
+                     "--set", "age=+2", "--out", str(out), "--paste-back", str(PHOTO), "--transform", str(transform)]) == 0  # fmt: skip
+    composite = np.asarray(Image.open(tmp_path / "edited-composite.png").convert("RGB"))
+    photo = np.asarray(Image.open(PHOTO).convert("RGB"))
+    assert composite.shape == photo.shape
+    changed = np.abs(composite.astype(int) - photo.astype(int)).max(axis=2) > 0
+    assert 0 < changed.mean() < 0.5  # the face region changed, the rest of the photo did not
