@@ -6,12 +6,15 @@ The VG step of ATVGnet, with a StyleGAN2 generator in place of its image network
   landmark measures into W offsets on a range of W+ rows: the mouth's opening and width
   (the articulations a 64 px face can show) and the eyes' opening (for blinks). It is fitted
   on the model's own renders: random faces are measured with dlib's 68 landmarks, a ridge
-  regression from whitened W to the measures gives the directions, the W+ rows are picked by
-  how much the mouth moves per unit of motion elsewhere, and a second ridge regression from
-  measured landmark changes back to direction strengths calibrates them.
-* An **attention mask** from where the landmarks move (the mouth and jaw over the whole
+  regression from whitened W to the measures gives the directions, each group's W+ rows are
+  the range that reaches most of the asked change while moving the brows and nose least, and
+  a second ridge regression from measured landmark changes back to direction strengths
+  calibrates them. Speech tracks open the mouth more than a small model's faces can; the
+  track is scaled into the model's reach (every syllable shows, in proportion).
+* An **attention mask** from where the landmarks move (the lips and chin over the whole
   clip; the eyes while they blink) blends the generated frames onto the still, so hair,
-  background and identity stay exactly as they were outside it.
+  background and identity stay exactly as they were outside it. Mouth and eyes render
+  apart, each through its own mask.
 * Frames render in batches with the still's fixed noise maps: nothing boils or reloads.
 
 Landmarks are in the normalised frame of :mod:`pipeline.mouth` (eye midpoint at the origin,
@@ -533,10 +536,31 @@ def paste_frames(frames: np.ndarray, photo: np.ndarray, aligned) -> np.ndarray:
     return np.stack([paste_back(photo, aligned, frame) for frame in frames])
 
 
-def strip(frames: np.ndarray, count: int = 8, size: int = 128) -> np.ndarray:
-    """``count`` evenly spaced frames side by side, enlarged to ``size`` px: a contact sheet."""
+def strip(
+    frames: np.ndarray, count: int = 8, size: int = 128, box: tuple[int, int, int, int] | None = None
+) -> np.ndarray:
+    """``count`` evenly spaced frames side by side, enlarged to ``size`` px: a contact sheet.
+
+    ``box`` (left, top, right, bottom): show only that part of each frame (a close-up).
+    """
     idx = np.linspace(0, len(frames) - 1, count).round().astype(int)
-    return np.concatenate([enlarge(frames[i], size) for i in idx], axis=1)
+    if box is not None:
+        left, top, right, bottom = box
+        frames = frames[:, top:bottom, left:right]
+    return np.concatenate([np.asarray(Image.fromarray(frames[i]).resize((size, size), Image.Resampling.BICUBIC))
+                           for i in idx], axis=1)  # fmt: skip
+
+
+def mask_box(mask: np.ndarray, margin: int = 2) -> tuple[int, int, int, int]:
+    """A square (left, top, right, bottom) around the mask's support, for close-ups."""
+    ys, xs = np.nonzero(mask > 0.05)
+    if not len(xs):
+        return 0, 0, mask.shape[1], mask.shape[0]
+    side = max(xs.max() - xs.min(), ys.max() - ys.min()) + 1 + 2 * margin
+    cx, cy = (xs.max() + xs.min()) // 2, (ys.max() + ys.min()) // 2
+    left = int(np.clip(cx - side // 2, 0, max(0, mask.shape[1] - side)))
+    top = int(np.clip(cy - side // 2, 0, max(0, mask.shape[0] - side)))
+    return left, top, min(mask.shape[1], left + side), min(mask.shape[0], top + side)
 
 
 # --------------------------------------------------------------------------- one call: speech in, video out

@@ -29,7 +29,7 @@ def register(sub, groups) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", help="text to say (espeak-ng), up to 300 characters")
     source.add_argument("--audio", type=Path, help="speech recording (wav, mp3, ogg, flac, m4a)")
-    p.add_argument("--out", type=Path, required=True, help="video file (.mp4)")
+    p.add_argument("-o", "--out", type=Path, required=True, help="video file (.mp4)")
     p.add_argument("--voice", default="en-us", help="espeak-ng voice, e.g. en-us, en-gb+f3")
     p.add_argument("--wpm", type=int, default=160, help="speaking rate, words per minute")
     p.add_argument("--pitch", type=int, default=50, help="0-99")
@@ -88,11 +88,19 @@ def register(sub, groups) -> None:
     b.add_argument("--natural", type=Path, nargs="*", default=NATURAL_CLIPS, help="recordings of natural speech")
     b.add_argument("--limit", type=int, default=None, help="evaluate only the first N test utterances")
     b.add_argument("--json", action="store_true", help="compact JSON")
+    b.add_argument("--model", default=None, help="face model for the video measurements (default: the default model)")
+    b.add_argument("--faces", type=int, default=3, help="random faces the videos are made of")
+    b.add_argument("--video-only", action="store_true", help="skip the landmark measurements on the test speech")
+    b.add_argument("--threads", type=int, default=1, help="CPU threads for the generator")
+    b.add_argument("--out", type=Path, default=Path("bench/talk.json"), help="also write the result here")
+    b.add_argument("--strip", type=Path, default=Path("bench/talk_frames.png"),
+                   help="frames of the first clip as a PNG (rows: AT-net, its mouth close-up, baseline, close-up)")  # fmt: skip
     b.set_defaults(func=run_bench)
 
 
 def _face_code(args: argparse.Namespace, model):
     """(W+ code, noise maps, generator, photo and alignment for paste-back or None) of the input face."""
+    import numpy as np
     import torch
 
     from ..align import align_face
@@ -122,7 +130,7 @@ def _face_code(args: argparse.Namespace, model):
     aligned = align_face(photo, select_face(faces, args.face_index), model.template, model.resolution,
                          face_index=args.face_index)  # fmt: skip
     with torch.no_grad():
-        wplus = model.encoder.wplus(from_uint8(aligned.image)[None].to(G.device)).cpu()
+        wplus = model.encoder.wplus(from_uint8(np.array(aligned.image))[None].to(G.device)).cpu()
     return wplus, None, G, (photo, aligned)
 
 
@@ -246,15 +254,44 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    import tempfile
+
+    import torch
+
+    from ..studio import load_model
+    from ..talk import load_talk_model
+    from ..talking_head import load_model_talk_map
+    from ..talking_head_bench import bench_end_to_end, bench_video
+
+    torch.set_num_threads(args.threads)
+    model = load_talk_model(args.weights)
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    result = {"model": str(args.weights)}
+    if not args.video_only:
+        result["landmarks"] = bench_landmarks(args, model, log)
+    face_model = load_model(args.model)
+    talk_map = load_model_talk_map(face_model.name, face_model.generator)
+    video = bench_video(face_model.generator, talk_map, model, faces=args.faces, strip_path=args.strip, log=log)
+    with tempfile.TemporaryDirectory() as tmp:
+        end_to_end = bench_end_to_end(face_model.generator, talk_map, model, Path(tmp) / "clip.mp4")
+    result["video"] = {"face_model": face_model.name, "talk_map": talk_map.info, **video, "end_to_end": end_to_end,
+                       "goals": {"fps": ">= 25", "lip_sync_corr": ">= 0.6", "identity_mean": "< 0.4"}}  # fmt: skip
+    text = json.dumps(result, indent=None if args.json else 2)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(text)
+    return 0
+
+
+def bench_landmarks(args: argparse.Namespace, model, log) -> dict:
+    """AT-net and the baseline against the viseme ground truth of held-out synthetic speech, and on natural speech."""
     import numpy as np
 
     from ..mouth import closed
-    from ..talk import load_talk_model
     from ..training.atnet_data import HELDOUT_VOICES, load_or_make
     from ..training.atnet_train import HELDOUT_FACES, evaluate_natural, evaluate_synthetic
 
-    model = load_talk_model(args.weights)
-    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     test = load_or_make(args.run_dir / "data", "test", None, log)
     faces_cache = args.run_dir / "data" / "faces_2500.npy"
     if faces_cache.exists():  # held-out face shapes when the training cache is here; else the mean face
@@ -263,8 +300,7 @@ def run_bench(args: argparse.Namespace) -> int:
         rests = model.mean_face[None]
     indices = list(range(min(len(test), args.limit or len(test))))
     unseen = [i for i in indices if test.voices[i] in HELDOUT_VOICES]
-    result = {
-        "model": str(args.weights),
+    return {
         "test_utterances": len(indices),
         "synthetic_clean": evaluate_synthetic(model, test, rests, copies=(0,), indices=indices),
         "synthetic_augmented": evaluate_synthetic(model, test, rests, copies=(1, 2), indices=indices),
@@ -273,5 +309,3 @@ def run_bench(args: argparse.Namespace) -> int:
         "natural_clips": [p.name for p in args.natural],
         "units": "errors and openings in inter-ocular distances (IOD)",
     }
-    print(json.dumps(result, indent=None if args.json else 2))
-    return 0
