@@ -16,7 +16,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from pipeline import speech
+from pipeline import limits, speech
 from pipeline.errors import UserError
 from pipeline.studio import (
     DEFAULTS,
@@ -322,7 +322,7 @@ def build() -> gr.Blocks:
             with gr.Tab("3 Optimise") as opt_tab:
                 with gr.Row():
                     with gr.Column():
-                        steps = gr.Slider(10, 1000, value=DEFAULTS.steps, step=10, label="Steps")
+                        steps = gr.Slider(10, limits.max_steps(), value=DEFAULTS.steps, step=10, label="Steps")
                         space = gr.Radio([("W+ (closer)", "wplus"), ("W (more editable)", "w")], value="wplus", label="Latent space")
                         noise = gr.Checkbox(label="Optimise noise maps")
                         pti = gr.Checkbox(label="Pivotal tuning (fine detail; slower)")
@@ -413,7 +413,7 @@ def build() -> gr.Blocks:
         # Entering a tab shows the face it will work on.
         for tab, tab_face in ((edit_tab, before), (talk_tab, talk_face), (mix_tab, face_a), (opt_tab, opt_preview)):
             tab.select(current_face, [state], [tab_face], api_name=False)
-        demo.queue(default_concurrency_limit=4)
+        demo.queue(default_concurrency_limit=limits.concurrent_jobs())
     return demo
 
 
@@ -430,7 +430,7 @@ def main() -> None:
     load_model(studio.model_name)  # fail early, and the first user does not wait for it
     demo = build()
     threading.Thread(target=studio.warm_up, args=(ASSETS / "astronaut.png",), daemon=True).start()
-    demo.launch(server_name=args.host, server_port=args.port, show_error=True)
+    demo.launch(server_name=args.host, server_port=args.port, show_error=True, max_file_size=limits.upload_bytes())
 
 
 demo = build() if __name__ != "__main__" else None

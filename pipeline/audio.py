@@ -9,19 +9,18 @@ empty, undecodable, too long, silent or hold no speech.
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from . import limits
 from .errors import UserError
 
 SAMPLE_RATE = 16_000
 FPS = 25  # video frame rate the features and landmark tracks are aligned to
 HOP = SAMPLE_RATE // 100  # 10 ms analysis hop: 4 hops per video frame
-DEFAULT_MAX_SECONDS = 20.0
 FORMATS = "wav, mp3, ogg, flac or m4a"
 
 # Speech detector (see :func:`speech_stats`); thresholds measured on read speech,
@@ -39,10 +38,6 @@ N_MFCC = 20
 CONTEXT_HOPS = 12  # each video frame sees +-120 ms of audio: enough for anticipatory coarticulation
 WINDOW = 2 * CONTEXT_HOPS + 1
 FEATURE_DIMS = 2 * N_MFCC  # MFCCs and their deltas
-
-
-def max_seconds() -> float:
-    return float(os.environ.get("STUDIO_MAX_AUDIO_SECONDS", DEFAULT_MAX_SECONDS))
 
 
 def frame_count(n_samples: int, sr: int = SAMPLE_RATE, fps: int = FPS) -> int:
@@ -133,7 +128,7 @@ def load_audio(source: str | Path | bytes, name: str | None = None) -> np.ndarra
             raise UserError(f"{path} is a folder, not an audio file") from None
     if not data:
         raise UserError(f"{name} is empty")
-    limit = max_seconds()
+    limit = limits.audio_seconds()
     wave = _decode_soundfile(data, limit)
     if wave is None:
         wave = _decode_ffmpeg(data, limit)

@@ -7,7 +7,6 @@ and every failure is a :class:`UserError`, never a traceback.
 from __future__ import annotations
 
 import io
-import os
 import struct
 import warnings
 from pathlib import Path
@@ -15,36 +14,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
+from . import limits, provenance
 from .errors import UserError
 
-DEFAULT_MAX_MEGAPIXELS = 40.0
-DEFAULT_MAX_UPLOAD_MB = 25.0
 MIN_SIDE = 32
 # MPO is how many phones store JPEGs (a JPEG with extra frames).
 FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WebP", "BMP": "BMP", "TIFF": "TIFF", "GIF": "GIF"}
 SUPPORTED = "JPEG, PNG, WebP, BMP, TIFF or GIF"
 _SRGB = ImageCms.createProfile("sRGB")
-
-
-def _env_limit(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise UserError(f"{name} must be a number, not {raw!r}") from None
-    if value <= 0:
-        raise UserError(f"{name} must be positive, not {raw!r}")
-    return value
-
-
-def max_pixels_limit() -> int:
-    return int(_env_limit("STUDIO_MAX_MEGAPIXELS", DEFAULT_MAX_MEGAPIXELS) * 1e6)
-
-
-def max_bytes_limit() -> int:
-    return int(_env_limit("STUDIO_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB) * 1024 * 1024)
 
 
 def _read_source(source: str | Path | bytes, max_bytes: int) -> tuple[bytes, str]:
@@ -107,10 +84,10 @@ def load_image(source: str | Path | bytes, max_pixels: int | None = None, max_by
 
     Accepts JPEG, PNG, WebP, BMP, TIFF and GIF (first frame); applies EXIF orientation;
     composites transparency over white; converts greyscale, palette, CMYK and 16-bit to RGB.
-    Limits default to STUDIO_MAX_MEGAPIXELS (40) and STUDIO_MAX_UPLOAD_MB (25).
+    Limits default to STUDIO_MAX_MEGAPIXELS and STUDIO_MAX_UPLOAD_MB (:mod:`pipeline.limits`).
     """
-    max_pixels = max_pixels or max_pixels_limit()
-    data, name = _read_source(source, max_bytes or max_bytes_limit())
+    max_pixels = max_pixels or limits.max_pixels()
+    data, name = _read_source(source, max_bytes or limits.upload_bytes())
     too_many = f"{name} has too many pixels; the limit is {max_pixels / 1e6:.0f} MP"
     with warnings.catch_warnings():
         # Our own limit is checked on the header below; PIL's warning would only be noise.
@@ -185,12 +162,17 @@ def downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     return small, (size[0] / width + size[1] / height) / 2
 
 
-def save_image(image: np.ndarray, path: str | Path) -> Path:
-    """Write an RGB uint8 array; the format follows the extension (PNG, JPEG, WebP)."""
+def save_image(image: np.ndarray, path: str | Path, model: str | None = None, generated: bool = True) -> Path:
+    """Write an RGB uint8 array; the format follows the extension (PNG, JPEG, WebP).
+
+    The file says it was AI-edited and by which ``model`` (:mod:`pipeline.provenance`);
+    ``generated`` pixels (not a plain crop) also get the visible mark when it is switched on.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = provenance.maybe_mark(image) if generated else image
     try:
-        Image.fromarray(np.ascontiguousarray(image)).save(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.ascontiguousarray(pixels)).save(path, **provenance.save_options(path, model))
     except (KeyError, ValueError):
         raise UserError(f"cannot write {path.name}: unknown image extension {path.suffix!r}") from None
     except OSError as exc:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -32,9 +31,9 @@ def make_grid(images: np.ndarray, nrow: int = 8, pad: int = 2) -> np.ndarray:
     return grid
 
 
-def save_grid(images: torch.Tensor | np.ndarray, path: str | Path, nrow: int = 8) -> Path:
+def save_grid(images: torch.Tensor | np.ndarray, path: str | Path, nrow: int = 8, model: str | None = None) -> Path:
+    """A grid of generated faces, written with provenance (see :func:`pipeline.images.save_image`)."""
+    from .images import save_image
+
     arr = to_uint8(images) if isinstance(images, torch.Tensor) else images
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(make_grid(arr, nrow)).save(path)
-    return path
+    return save_image(make_grid(arr, nrow), path, model=model)

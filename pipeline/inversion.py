@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from . import limits
 from .encoder import Encoder
 from .errors import UserError
 from .generator import Generator
@@ -296,6 +297,10 @@ def invert(
         raise UserError(f"unknown latent space {s.space!r}: use 'w' or 'wplus'")
     if s.steps < 0:
         raise UserError("steps must be >= 0")
+    most = limits.max_steps()
+    if s.steps > most or (pti and s.pti_steps > most):
+        raise UserError(f"{max(s.steps, s.pti_steps if pti else 0)} optimisation steps is over the limit of {most} "
+                        "(STUDIO_MAX_STEPS)")  # fmt: skip
     progress = _Progress(callback, cancel, preview_every)  # the clock starts here
     device = G.device
     target = prepare_target(image, G.config.resolution).to(device)

@@ -9,7 +9,6 @@ directly when a video is made from typed text.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -21,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from . import limits
 from .audio import SAMPLE_RATE, to_mono_16k
 from .errors import UserError
 
-DEFAULT_MAX_CHARS = 300
 DEFAULT_VOICE = "en-us"
 # English voices with a few of espeak-ng's voice variants (f = female, m = male timbres).
 VOICES = (
@@ -62,10 +61,6 @@ class Speech:
         return Path(path)
 
 
-def max_prompt_chars() -> int:
-    return int(os.environ.get("STUDIO_MAX_PROMPT_CHARS", DEFAULT_MAX_CHARS))
-
-
 def clean_prompt(text: str) -> str:
     """The prompt with control characters removed and whitespace collapsed; refused if empty or too long."""
     if not isinstance(text, str):
@@ -74,7 +69,7 @@ def clean_prompt(text: str) -> str:
     text = " ".join(text.split())
     if not text:
         raise UserError("the prompt is empty: type something to say")
-    limit = max_prompt_chars()
+    limit = limits.prompt_chars()
     if len(text) > limit:
         raise UserError(f"the prompt is {len(text)} characters long; the limit is {limit}")
     return text

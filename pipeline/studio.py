@@ -54,7 +54,6 @@ DEFAULT_MODEL = "utkface-64"
 # model.json) that replaces the default model's files: local checkpoints and tests.
 OVERRIDE_ENV = "STUDIO_WEIGHTS_OVERRIDE"
 TRUNCATION = 0.7  # random faces: pulled this far towards the average face, which keeps them plausible
-MAX_STEPS = 1000
 # dlib's detectors and networks keep scratch state: one thread at a time may use them.
 DLIB_LOCK = threading.RLock()
 IDENTITY_SAME = 0.6  # dlib descriptor distance below which two faces are the same person
@@ -506,8 +505,8 @@ class Studio:
         """
         if session.target is None:
             raise UserError("align a face first (tab 1): optimisation needs a target photo")
-        if not 1 <= int(steps) <= MAX_STEPS:
-            raise UserError(f"steps must be between 1 and {MAX_STEPS}")
+        if int(steps) < 1:
+            raise UserError("steps must be at least 1")  # the upper limit is checked by invert
         if space not in ("w", "wplus"):
             raise UserError("latent space must be 'w' or 'wplus'")
         model = self.session_model(session)
@@ -720,7 +719,7 @@ class Studio:
             if not found:
                 return None
             folder.mkdir(parents=True, exist_ok=True)
-            save_image(big, path)
+            save_image(big, path, model=model.name)
         return path
 
     def warm_up(self, photo: str | Path) -> None:
@@ -742,4 +741,4 @@ class Studio:
         return save_latent(session.file(f"{session.photo_name}-latent.safetensors"), session.latent)
 
     def save_image(self, session: Session, image: np.ndarray, kind: str) -> Path:
-        return save_image(image, session.file(f"{session.photo_name}-{kind}.png"))
+        return save_image(image, session.file(f"{session.photo_name}-{kind}.png"), model=self.session_model(session).name)

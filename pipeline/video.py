@@ -1,4 +1,4 @@
-"""Writing talking-head videos: frames + speech -> MP4 (H.264 yuv420p, AAC), tagged as AI-generated.
+"""Writing talking-head videos: frames + speech -> MP4 (H.264 yuv420p, AAC), tagged as AI-edited.
 
 Uses the ffmpeg binary that imageio-ffmpeg ships (no system ffmpeg needed), called
 with argument lists, never through a shell. Frames are piped raw; the audio goes
@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from . import provenance
 from .errors import UserError
 
 MIN_SIDE = 256  # smaller frames are upscaled so players show them at a useful size
@@ -48,18 +49,20 @@ def write_video(
 ) -> Path:
     """Write an MP4 of ``frames`` ((T, H, W, 3) uint8 or a list of them) with ``wave`` as its sound.
 
-    ``metadata`` becomes container tags (e.g. ``{"model": "atnet"}``); a ``comment`` tag
-    always says the video is AI-generated (and by which model, when given).
+    ``metadata`` becomes container tags (e.g. ``{"model": "atnet"}``); the provenance tags
+    (:func:`pipeline.provenance.video_tags`) always say the video is AI-edited, by which model
+    and tool; the frames get the visible mark when it is switched on.
     """
     frames = _as_frames(frames)
+    if provenance.mark_enabled():
+        frames = np.stack([provenance.mark(f) for f in frames])
     t, h, w, _ = frames.shape
     out_h, out_w = output_size(h, w)
     tags = {str(k): str(v) for k, v in (metadata or {}).items()}
     for key in tags:
         if not _METADATA_KEY.match(key):
             raise ValueError(f"invalid metadata key {key!r}")
-    model = tags.get("model")
-    tags.setdefault("comment", "AI-generated video" + (f" (model: {model})" if model else ""))
+    tags = {**tags, **provenance.video_tags(tags.get("model"))}  # the provenance is never overridden
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
 

@@ -1,4 +1,4 @@
-"""Video mux: frames + speech -> MP4 with H.264 video, AAC audio and an AI-generated tag."""
+"""Video mux: frames + speech -> MP4 with H.264 video, AAC audio and an AI-edited tag."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def test_mp4_has_video_and_audio_of_the_right_duration(tmp_path):
     assert info["video"]["fps"] == 25
     assert info["audio"]["codec"] == "aac"
     assert info["duration"] == pytest.approx(2.0, abs=0.08)
-    assert "AI-generated" in info["tags"]["comment"] and "atnet" in info["tags"]["comment"]
+    assert "AI-edited" in info["tags"]["comment"] and "model atnet" in info["tags"]["comment"]
+    assert "Face Studio" in info["tags"]["encoder_tool"]
     assert info["tags"]["model"] == "atnet"
     reader = imageio.get_reader(str(path), "ffmpeg")
     decoded = [frame for frame in reader]
@@ -50,7 +51,7 @@ def test_audio_is_cut_or_padded_to_the_video(tmp_path):
     assert short["audio"] and long["audio"]
     assert short["duration"] == pytest.approx(1.0, abs=0.08)
     assert long["duration"] == pytest.approx(1.0, abs=0.08)
-    assert short["tags"]["comment"] == "AI-generated video"
+    assert short["tags"]["comment"].startswith("AI-edited with Face Studio")
 
 
 def test_list_of_frames_and_odd_sizes(tmp_path):

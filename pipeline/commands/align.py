@@ -74,7 +74,7 @@ def run_align(args: argparse.Namespace) -> int:
         )
         return 0
     aligned = align_face(image, select_face(faces, args.face), template, size, face_index=args.face)
-    save_image(aligned.image, args.out)
+    save_image(aligned.image, args.out, model=args.model, generated=False)  # a crop: no visible mark
     transform = args.transform or args.out.with_suffix(".json")
     transform.write_text(compact_json({"source": str(args.image), **aligned.to_dict()}))
     print(f"face {args.face} of {len(faces)} -> {args.out} ({template}, {size} px); transform {transform}")
@@ -113,7 +113,7 @@ def run_paste(args: argparse.Namespace) -> int:
         size = edited.shape[1]
         aligned = AlignedFace(image=edited, matrix=alignment_matrix(face.landmarks, template, size), template=template,
                               size=size, face=face, source_size=(photo.shape[1], photo.shape[0]), face_index=index)  # fmt: skip
-    save_image(paste_back(photo, aligned, edited, colour=args.colour), args.out)
+    save_image(paste_back(photo, aligned, edited, colour=args.colour), args.out, model=args.model)
     print(f"face {aligned.face_index} pasted -> {args.out}")
     return 0
 

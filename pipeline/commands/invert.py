@@ -159,7 +159,7 @@ def run_invert(args: argparse.Namespace) -> int:
         latent.generator = tuned.name
     save_latent(args.out, latent)
     if args.preview:
-        save_image(to_uint8(result.image[0]), args.preview)
+        save_image(to_uint8(result.image[0]), args.preview, model=m.name)
     print(json.dumps({"latent": str(args.out), "model": m.name, "space": result.space, "steps": result.steps,
                       "pti_steps": result.pti_steps, "seconds": round(result.seconds, 2), "stopped": result.stopped,
                       "loss": round(result.history[-1]["loss"], 5)}))  # fmt: skip

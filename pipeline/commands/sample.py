@@ -48,6 +48,6 @@ def run(args: argparse.Namespace) -> int:
         z = torch.randn(args.n, G.style_dim, generator=gen).to(G.device)
         mean_w = G.mean_w() if args.truncation < 1 else None
         images, _ = G([z], truncation=args.truncation, truncation_latent=mean_w, noise=G.make_noise(args.n, seed=args.seed))
-    path = save_grid(images, args.out, nrow=math.ceil(math.sqrt(args.n)))
+    path = save_grid(images, args.out, nrow=math.ceil(math.sqrt(args.n)), model=entry.name)
     print(f"wrote {path} ({args.n} faces from {entry.name})")
     return 0

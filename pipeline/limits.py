@@ -1,0 +1,68 @@
+"""Resource limits, each set by an environment variable (read when used, so tests and a
+running server can change them).
+
+A public demo is fed anything by anyone: these bound what one request may cost. Every
+limit is listed in README.md ("Limits").
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class Limit:
+    env: str
+    default: float
+    what: str
+    integer: bool = False
+
+    def value(self) -> float:
+        raw = os.environ.get(self.env, "").strip()
+        if not raw:
+            return self.default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise UserError(f"{self.env} must be a number, not {raw!r}") from None
+        if not value > 0 or value == float("inf"):
+            raise UserError(f"{self.env} must be a positive number, not {raw!r}")
+        if self.integer and value != int(value):
+            raise UserError(f"{self.env} must be a whole number, not {raw!r}")
+        return int(value) if self.integer else value
+
+
+UPLOAD_MB = Limit("STUDIO_MAX_UPLOAD_MB", 25.0, "size of an uploaded file, MB")
+MEGAPIXELS = Limit("STUDIO_MAX_MEGAPIXELS", 40.0, "pixels of an uploaded image, millions (checked before decoding)")
+STEPS = Limit("STUDIO_MAX_STEPS", 1000, "optimisation steps per run", integer=True)
+AUDIO_SECONDS = Limit("STUDIO_MAX_AUDIO_SECONDS", 20.0, "length of an uploaded recording, seconds")
+PROMPT_CHARS = Limit("STUDIO_MAX_PROMPT_CHARS", 300, "characters of text to speak", integer=True)
+CONCURRENT_JOBS = Limit("STUDIO_CONCURRENT_JOBS", 4, "requests the app works on at once (the rest queue)", integer=True)
+ALL = (UPLOAD_MB, MEGAPIXELS, STEPS, AUDIO_SECONDS, PROMPT_CHARS, CONCURRENT_JOBS)
+
+
+def upload_bytes() -> int:
+    return int(UPLOAD_MB.value() * 1024 * 1024)
+
+
+def max_pixels() -> int:
+    return int(MEGAPIXELS.value() * 1e6)
+
+
+def max_steps() -> int:
+    return int(STEPS.value())
+
+
+def audio_seconds() -> float:
+    return float(AUDIO_SECONDS.value())
+
+
+def prompt_chars() -> int:
+    return int(PROMPT_CHARS.value())
+
+
+def concurrent_jobs() -> int:
+    return int(CONCURRENT_JOBS.value())
