@@ -24,6 +24,7 @@ HOG_PIXEL_BUDGET = 8_000_000
 MAX_UPSAMPLE = 2
 # MMOD measured on a busy 2-core CPU: 0.6 s at 256 px, 1.5 s at 400 px, 4.3 s at 640 px.
 CNN_MAX_SIDE = 448
+CNN_MIN_SIDE = 16  # MMOD fails below 8 px per side; no face is that small anyway
 # HOG scores under this are checked by MMOD on a crop: 3% of UTKFace faces score lower, and
 # so do HOG's typical false hits (spacesuit folds at 0.07, tilted clutter at 0.05).
 WEAK_SCORE = 0.3
@@ -63,6 +64,8 @@ def _hog(image: np.ndarray, upsample: int) -> list[tuple[tuple[float, ...], floa
 
 
 def _cnn(image: np.ndarray) -> list[tuple[tuple[float, ...], float]]:
+    if min(image.shape[:2]) < CNN_MIN_SIDE:
+        return []  # a strip this thin holds no face, and MMOD's filters do not fit in it
     found = []
     for det in dlib_models.cnn_detector()(image, 0):
         r = det.rect

@@ -18,6 +18,7 @@ import importlib
 import json
 import os
 import queue
+import re
 import shutil
 import tempfile
 import threading
@@ -56,6 +57,7 @@ OVERRIDE_ENV = "STUDIO_WEIGHTS_OVERRIDE"
 TRUNCATION = 0.7  # random faces: pulled this far towards the average face, which keeps them plausible
 # dlib's detectors and networks keep scratch state: one thread at a time may use them.
 DLIB_LOCK = threading.RLock()
+MAX_NAME = 80  # characters of an upload's name kept in download names
 IDENTITY_SAME = 0.6  # dlib descriptor distance below which two faces are the same person
 Space = Literal["w", "wplus"]
 
@@ -253,6 +255,8 @@ class Session:
     def file(self, name: str) -> Path:
         # A fresh name per output: a download link never changes under the user.
         stem, dot, ext = name.rpartition(".")
+        # Names come from uploads: word characters only, and short enough for any file system.
+        stem = re.sub(r"[^\w.-]+", "_", stem).strip("._-")[:MAX_NAME] or "face"
         return self.workdir() / f"{stem}-{uuid.uuid4().hex[:8]}{dot}{ext}"
 
     def close(self) -> None:
