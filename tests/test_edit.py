@@ -163,3 +163,24 @@ def test_edit_pastes_back_into_the_photo(model_dir, tmp_path):
     assert composite.shape == photo.shape
     changed = np.abs(composite.astype(int) - photo.astype(int)).max(axis=2) > 0
     assert 0 < changed.mean() < 0.5  # the face region changed, the rest of the photo did not
+
+
+def test_bench_edit_reports_goals_and_draws_the_grid(model_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ["directions"])
+    grid, out = tmp_path / "grid.png", tmp_path / "edit.json"
+    args = ["bench", "edit", "--weights", str(model_dir), "--model", "tiny", "--n", "2", "--n-real", "0",
+            "--grid", str(grid), "--out", str(out), "--json", "--card"]  # fmt: skip
+    assert cli.main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result == json.loads(out.read_text())
+    samples = result["samples"]
+    assert set(samples["directions"]) == {"age", "happy"} and samples["faces"] == 2
+    age = samples["directions"]["age"]
+    assert {"change_per_sd", "change_at_plus3", "identity_kept_share", "leakage_at_plus2"} <= set(age)
+    assert "happy" in age["leakage_at_plus2"] and "age|happy" in samples["conditioning"]
+    assert set(result["goals_samples"]) >= {"age_plus3_years", "happy_plus2_probability", "identity_kept_share"}
+    # rows: the two directions; columns: seven strengths, 64 px tiles after a label column
+    height, width = np.asarray(Image.open(grid)).shape[:2]
+    assert width > 7 * 64 and 2 * 64 < height < 3 * 64
+    card = (model_dir / "DIRECTIONS.md").read_text()
+    assert "| age, holding happy |" in card and "### Edits on 2 random faces" in card

@@ -59,6 +59,9 @@ def register(sub, groups) -> None:
     p.add_argument("--out", type=Path, default=Path("bench/edit.json"), help="the JSON is also written here")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", action="store_true", help="one line of JSON")
+    p.add_argument(
+        "--card", action="store_true", help="write the search and these numbers to DIRECTIONS.md beside the directions"
+    )
     p.set_defaults(func=run_bench)
 
 
@@ -227,6 +230,7 @@ def run_bench(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     m = load_model(args.model, args.weights)
     directions = load_model_directions(m, args.directions)
+    path = directions_path(m, args.directions)
     real = None
     if args.n_real > 0:
         if m.encoder is None:
@@ -240,5 +244,12 @@ def run_bench(args: argparse.Namespace) -> int:
     result["model"] = m.name
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
+    if args.card:
+        from ..directions import read_report
+        from ..edit_bench import card_text
+
+        card = path.parent / "DIRECTIONS.md"
+        card.write_text(card_text(read_report(path), result))
+        print(f"wrote {card}", file=sys.stderr)
     print(json.dumps(result, indent=None if args.json else 2))
     return 0
