@@ -551,16 +551,13 @@ def strip(
                            for i in idx], axis=1)  # fmt: skip
 
 
-def mask_box(mask: np.ndarray, margin: int = 2) -> tuple[int, int, int, int]:
-    """A square (left, top, right, bottom) around the mask's support, for close-ups."""
-    ys, xs = np.nonzero(mask > 0.05)
-    if not len(xs):
-        return 0, 0, mask.shape[1], mask.shape[0]
-    side = max(xs.max() - xs.min(), ys.max() - ys.min()) + 1 + 2 * margin
-    cx, cy = (xs.max() + xs.min()) // 2, (ys.max() + ys.min()) // 2
-    left = int(np.clip(cx - side // 2, 0, max(0, mask.shape[1] - side)))
-    top = int(np.clip(cy - side // 2, 0, max(0, mask.shape[0] - side)))
-    return left, top, min(mask.shape[1], left + side), min(mask.shape[0], top + side)
+def mouth_box(landmarks: np.ndarray, size: int, side_iod: float = 1.4) -> tuple[int, int, int, int]:
+    """A square (left, top, right, bottom) around the mouth of (68, 2) landmarks in a ``size`` px frame: a close-up."""
+    centre = np.asarray(landmarks)[48:68].mean(axis=0)
+    half = side_iod * normalise(landmarks)[1].scale / 2
+    left, top = (int(np.clip(round(c - half), 0, max(0, size - 2 * half))) for c in centre)
+    side = int(round(2 * half))
+    return left, top, min(size, left + side), min(size, top + side)
 
 
 # --------------------------------------------------------------------------- one call: speech in, video out

@@ -29,7 +29,7 @@ from .talking_head import (
     TalkMap,
     animate,
     blink_track,
-    mask_box,
+    mouth_box,
     mouth_changes,
     prepare,
     read_landmarks,
@@ -120,7 +120,9 @@ def bench_video(
                 rows[method].append(row)
                 if f == 0 and s == 0 and method in ("atnet", "baseline"):
                     strips.append(strip(clip.frames, count=10, size=128))
-                    strips.append(strip(clip.frames, count=10, size=128, box=mask_box(clip.mouth_mask)))
+                    strips.append(
+                        strip(clip.frames, count=10, size=128, box=mouth_box(head.landmarks, head.still.shape[0]))
+                    )
         log(f"face {f + 1}/{faces}: lip sync (AT-net) "
             f"{np.nanmean([r['lip_sync_corr'] for r in rows['atnet']]):.2f}")  # fmt: skip
     summary = {m: {k: round(float(np.nanmean([r[k] for r in rs])), 4) for k in rs[0]} for m, rs in rows.items()}
