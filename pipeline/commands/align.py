@@ -18,20 +18,20 @@ def register(sub, groups) -> None:
         "--size", type=int, default=None, help="output size in px (default: the model's, else the template's)"
     )
     p.add_argument("--face", type=int, default=0, help="which face, 0 = largest (see --list-faces)")
-    p.add_argument("--out", type=Path, default=None, help="aligned face image (PNG)")
+    p.add_argument("-o", "--out", type=Path, default=None, help="aligned face image (PNG)")
     p.add_argument("--transform", type=Path, default=None, help="transform JSON (default: --out with .json)")
     p.add_argument("--list-faces", action="store_true", help="print the faces found as JSON and stop")
     p.set_defaults(func=run_align)
 
     p = sub.add_parser("paste", help="blend an edited aligned face back into the full-resolution photo")
     p.add_argument("result", type=Path, help="edited face, in the frame written by align")
-    p.add_argument("--into", type=Path, required=True, help="the original photo")
+    p.add_argument("--into", "--photo", type=Path, required=True, help="the original photo")
     p.add_argument("--face", type=int, default=None, help="which face, 0 = largest (without --transform)")
     p.add_argument("--transform", type=Path, default=None, help="transform JSON written by align")
     p.add_argument("--model", default=None, help="without --transform: the model whose template to use (default model)")
     p.add_argument("--template", default=None, help="without --transform: the alignment template")
     p.add_argument("--colour", default="meanstd", help="colour matching: meanstd, lowfreq or none")
-    p.add_argument("--out", type=Path, required=True, help="composite image")
+    p.add_argument("-o", "--out", type=Path, required=True, help="composite image")
     p.set_defaults(func=run_paste)
 
     p = groups["bench"].add_parser("align", help="landmark error, identity and paste-back PSNR on aligned faces (JSON)")

@@ -26,7 +26,7 @@ def register(sub, groups) -> None:
     p.add_argument("--baseline", action="store_true", help="the StyleGAN2-ADA projector's settings (slow reference)")
     p.add_argument("--init", type=Path, default=None, help="start from this latent file (e.g. to refine it)")
     p.add_argument("--pti-steps", type=int, default=None, help="pivotal tuning steps (default: 60)")
-    p.add_argument("--out", type=Path, required=True, help="latent file (.safetensors)")
+    p.add_argument("-o", "--out", type=Path, required=True, help="latent file (.safetensors)")
     p.add_argument("--preview", type=Path, default=None, help="write the reconstruction here (PNG)")
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=run_invert)

@@ -23,10 +23,10 @@ def model_from_arguments(args: argparse.Namespace):
 def register(sub, groups) -> None:
     p = sub.add_parser("sample", help="write a grid of random faces")
     add_model_arguments(p)
-    p.add_argument("--n", type=int, default=16, help="number of faces")
+    p.add_argument("-n", "--n", type=int, default=16, help="number of faces")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--truncation", type=float, default=0.7, help="1 = no truncation; lower = closer to the average face")
-    p.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    p.add_argument("-o", "--out", type=Path, required=True, help="PNG file to write")
     p.set_defaults(func=run)
 
 

@@ -1,0 +1,128 @@
+"""The bad-input corpus (``tests/bad_inputs.py``) through the package API, the command line and the
+app's API: each input refused with its reason in one line (or accepted where it is fine), nothing
+crashes, nothing runs, and the app keeps serving afterwards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from bad_inputs import MODEL, Case, corpus, dims_of, make, through_api, through_app, through_cli
+from test_app_api import launch_app, small_model
+
+from pipeline import studio as studio_module
+from pipeline.latents import save_latent
+from pipeline.studio import Studio
+
+CASES = corpus()
+ROOT = Path(__file__).resolve().parents[1]
+TALK_MAP = ROOT / "weights" / MODEL / "talk_map.safetensors"
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory) -> Path:
+    folder = small_model(tmp_path_factory.mktemp("model"))
+    if TALK_MAP.is_file() and not (folder / TALK_MAP.name).exists():
+        (folder / TALK_MAP.name).symlink_to(TALK_MAP)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def studio(model_folder):
+    """The studio (and the CLI, in this process) on the test model folder."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(studio_module.OVERRIDE_ENV, str(model_folder))
+        studio_module.load_model.cache_clear()
+        yield Studio()
+        studio_module.load_model.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory, studio) -> dict:
+    """Every case's input, and a good latent file for the steps that need a face."""
+    folder = tmp_path_factory.mktemp("corpus")
+    model = studio.model
+    inputs = {case.id: make(case, folder, dims_of(model.generator)) for case in CASES}
+    inputs["good-latent"] = save_latent(folder / "face.safetensors", studio.random_latent(model, 3))
+    return inputs
+
+
+def check(case: Case, outcome) -> None:
+    assert outcome.matches(case), f"{case.id}: expected {case.reason or 'acceptance'}, got {outcome}"
+
+
+def canary(made: dict) -> Path:
+    """The file the shell prompt would create if any part of it ran in a shell."""
+    return Path(made["image-empty"]).parent.parent / "prompt-shell" / "canary"
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_package_api(case, studio, made):
+    session = studio.new_session()
+    try:
+        outcome = through_api(case, made[case.id], studio, session)
+        check(case, outcome)
+        if case.kind == "image" and outcome.accepted:
+            # Downloads stay in the session's own folder, whatever the upload was called.
+            assert [p.parent for p in session.folder.iterdir()] == [session.folder]
+    finally:
+        session.close()
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_command_line(case, studio, made, tmp_path):
+    check(case, through_cli(case, made[case.id], tmp_path / "out", made["good-latent"]))
+
+
+def test_shell_metacharacters_are_spoken_not_run(studio, made, tmp_path):
+    prompt = made["prompt-shell"]
+    assert through_cli(Case("prompt", "shell", lambda f, d: prompt, None), prompt, tmp_path, made["good-latent"]).accepted
+    assert not canary(made).exists()
+
+
+@pytest.fixture(scope="module")
+def app(model_folder, tmp_path_factory):
+    yield from launch_app(model_folder, tmp_path_factory.mktemp("log"))
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    from gradio_client import Client
+
+    return Client(app, verbose=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_app_api(case, client, made):
+    check(case, through_app(case, made[case.id], client))
+
+
+@pytest.mark.slow
+def test_app_keeps_serving_after_the_corpus(client, made):
+    from gradio_client import handle_file
+
+    client.predict(handle_file(str(made["image-name-shell"])), api_name="/upload")
+    client.predict(api_name="/encode")
+    _, after, scores, *_ = client.predict([], True, 0, 9, False, 2.0, 0, 0, 0, 0, 0, 0, 0, api_name="/edit")
+    assert Path(after).is_file() and "identity_distance" in scores
+    assert not canary(made).exists()
+
+
+def raw_call(url: str, api_name: str, data: list) -> str:
+    """One call of the app's HTTP API without gradio_client (which would upload local files itself)."""
+    with httpx.Client(base_url=url, timeout=60) as http:
+        event = http.post(f"gradio_api/call/{api_name}", json={"data": data}).json()["event_id"]
+        return http.get(f"gradio_api/call/{api_name}/{event}").text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ["/etc/passwd", "../../../../etc/passwd", str(ROOT / "weights" / MODEL / "generator.safetensors")])
+def test_a_request_cannot_name_a_server_file(app, path):
+    """File inputs take uploads only: a path in the request that the server did not receive is refused."""
+    for api_name, data in (("upload", [{"path": path, "meta": {"_type": "gradio.FileData"}}]),
+                           ("start_from_file_encode", [{"path": path, "meta": {"_type": "gradio.FileData"}}])):  # fmt: skip
+        reply = raw_call(app, api_name, data)
+        assert "event: error" in reply, reply[:500]
+        assert "root:" not in reply  # nothing of the file comes back
