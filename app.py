@@ -17,6 +17,7 @@ from pathlib import Path
 import gradio as gr
 
 from pipeline import limits, speech
+from pipeline.directions import layer_groups
 from pipeline.errors import UserError
 from pipeline.studio import (
     DEFAULTS,
@@ -26,7 +27,6 @@ from pipeline.studio import (
     Session,
     Studio,
     face_label,
-    layer_groups,
     load_model,
     model_choices,
     upscale_for_display,

@@ -47,7 +47,7 @@ VERSION = "1"
 EXTREME_FRACTION = 0.2  # InterFaceGAN trains on the confident ends of the score distribution
 VALIDATION_FRACTION = 0.25  # of the extremes, held out to measure accuracy
 USABLE_ACCURACY = 0.75  # held-out accuracy below which a fit is reported but not shipped
-LAYER_KEEP = 0.8  # default layers keep at least this share of the all-layer change
+LAYER_KEEP = 0.9  # default layers keep at least this share of the all-layer change
 LAYER_PROBE = 2.0  # strength (standard deviations) of the per-layer and SeFa probes
 SEFA_COMPONENTS = 6
 PUBLISHED_COMPONENTS = 5  # principal components taken from a published file
@@ -367,19 +367,34 @@ def choose_layers(effects: dict[str, float], spans: dict[str, tuple[int, int]], 
 # --------------------------------------------------------------------------- SeFa
 
 
-def sefa_components(G: Generator, k: int = SEFA_COMPONENTS) -> tuple[torch.Tensor, torch.Tensor]:
+def sefa_components(
+    G: Generator, k: int = SEFA_COMPONENTS, w: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(k, dim) unit directions that change the style-modulation outputs most, and their
     eigenvalues: the top eigenvectors of AᵀA with A the stacked (row-normalised) modulation
-    weights of every synthesis layer (Shen & Zhou, closed-form factorisation)."""
+    weights of every synthesis layer (Shen & Zhou, closed-form factorisation).
+
+    Given samples ``w`` of the model's W, the change is measured per standard deviation of W
+    instead of per unit length (AᵀA v = λ C v, C the covariance of W): the units edits use.
+    Where W is spread unevenly, plain SeFa favours directions along which faces hardly vary.
+    """
     from .generator import ModulatedConv2d
 
-    weights = [m.modulation.weight.detach().float().cpu() * m.modulation.scale for m in G.modules()
+    weights = [m.modulation.weight.detach().double().cpu() * m.modulation.scale for m in G.modules()
                if isinstance(m, ModulatedConv2d)]  # fmt: skip
     a = torch.cat(weights)
     a = a / a.norm(dim=1, keepdim=True)
-    values, vectors = torch.linalg.eigh(a.T @ a)
+    gram = a.T @ a
+    if w is None:
+        values, vectors = torch.linalg.eigh(gram)
+    else:
+        spread, basis = torch.linalg.eigh(torch.cov(w.double().T))
+        root = basis @ torch.diag(spread.clamp_min(1e-12).sqrt()) @ basis.T  # C^(1/2)
+        values, vectors = torch.linalg.eigh(root @ gram @ root)
+        vectors = root @ vectors
+        vectors = vectors / vectors.norm(dim=0, keepdim=True)
     top = values.argsort(descending=True)[:k]
-    return vectors[:, top].T.contiguous(), values[top]
+    return vectors[:, top].T.float().contiguous(), values[top].float()
 
 
 # --------------------------------------------------------------------------- the search
@@ -389,7 +404,7 @@ def sefa_components(G: Generator, k: int = SEFA_COMPONENTS) -> tuple[torch.Tenso
 class Search:
     """Settings of :func:`find_directions`."""
 
-    n: int = 5000  # labelling costs ~85 ms a face on one busy core: the whole search ~12 min
+    n: int = 3000  # labelling is most of the cost: ~0.1 s a face on one core (accuracy: see DIRECTIONS.md)
     seed: int = 0
     n_layers: int = 16  # faces per span in the per-layer analysis
     n_discovered: int = 24  # faces per SeFa component when naming it
@@ -474,7 +489,7 @@ def find_directions(G: Generator, search: Search | None = None, encoder=None, da
         directions[name] = Direction(name, vector, choose_layers(effects, spans, G.n_latent), scale, "attribute", info)
     lap("layers")
 
-    components, eigenvalues = sefa_components(G)
+    components, eigenvalues = sefa_components(G, w=w)
     sample = probe[: search.n_discovered]
     for i, (vector, value) in enumerate(zip(components, eigenvalues)):
         scale = float((w @ vector).std())

@@ -18,7 +18,7 @@ def register(sub, groups) -> None:
         "directions", help="find a model's edit directions (SVMs on labelled samples, SeFa) and save them"
     )
     add_model_args(p)
-    p.add_argument("--n", type=int, default=None, help="faces to sample and label (default: 5000)")
+    p.add_argument("--n", type=int, default=None, help="faces to sample and label (default: 3000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA,
                    help="labelled UTKFace photos for the real-photo route (skipped when absent)")  # fmt: skip
