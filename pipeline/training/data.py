@@ -48,6 +48,14 @@ def load_labels(data_dir: Path) -> dict[str, dict[str, int]]:
         return {row["file"]: {k: int(v) for k, v in row.items() if k != "file"} for row in csv.DictReader(f)}
 
 
+def utkface_label(name: str) -> tuple[int, int] | None:
+    """(age, gender) from a UTKFace file name ``age_gender_race_date...`` (gender 0 male, 1 female)."""
+    parts = name.split("_")
+    if len(parts) >= 3 and parts[0].isdigit() and parts[1] in ("0", "1"):
+        return int(parts[0]), int(parts[1])
+    return None
+
+
 def load_faces(data_dir: Path, files: list[str], resolution: int, cache_dir: Path | None = None) -> np.ndarray:
     """(N, res, res, 3) uint8 faces, each whole image resized (antialiased) to ``resolution``."""
     key = hashlib.sha1(("\n".join(files) + f"@{resolution}").encode()).hexdigest()[:12]

@@ -16,7 +16,7 @@ from ..generator import Generator
 from ..imaging import from_uint8, to_uint8
 from ..metrics import count_faces, kid, psnr
 from ..perceptual import perceptual_distance
-from .data import heldout_split, list_images, load_faces
+from .data import heldout_split, list_images, load_faces, utkface_label
 
 
 @torch.no_grad()
@@ -47,15 +47,53 @@ def net_input(images: np.ndarray, net) -> torch.Tensor:
 def reconstruction(G: Generator, E: Encoder, faces: np.ndarray, batch: int = 50) -> dict[str, float]:
     lp_net = perceptual_distance(calibrated=True, resize=128)
     scores = {"psnr": [], "lpips": []}
+    recons = []
     started = time.time()
     for i in range(0, len(faces), batch):
         real = from_uint8(faces[i : i + batch])
         recon = G.synthesis(E.wplus(real), randomize_noise=False)
+        recons.append(to_uint8(recon))
         scores["psnr"].append(psnr(recon, real))
         scores["lpips"].append(lp_net(recon, real))
     result = {k: float(torch.cat(v).mean()) for k, v in scores.items()}
     result["encode_seconds_per_image"] = (time.time() - started) / len(faces)
+    real_ids = identities(faces)
+    recon_ids = identities(np.concatenate(recons))
+    result["identity_distance"] = float(np.linalg.norm(real_ids - recon_ids, axis=1).mean())
     return result
+
+
+def identities(images: np.ndarray) -> np.ndarray:
+    """(N, 128) dlib identity descriptors of face crops."""
+    from ..attributes import analyze
+
+    return np.stack([a.identity for a in analyze(images, identity=True)])
+
+
+def mean_pairwise_distance(vectors: np.ndarray) -> float:
+    d = np.linalg.norm(vectors[:, None] - vectors[None], axis=-1)
+    return float(d[np.triu_indices(len(vectors), 1)].mean())
+
+
+def attribute_stats(samples: np.ndarray, real: np.ndarray, real_names: list[str]) -> dict:
+    """Age and gender of samples against the data (classifier on real faces, and the labels),
+    and diversity: mean pairwise identity distance of samples vs real faces."""
+    from ..attributes import analyze
+
+    out = {}
+    for kind, images in (("samples", samples), ("real", real)):
+        attrs = analyze(images, identity=True)
+        age = np.array([a.age for a in attrs])
+        out[kind] = {
+            "age_mean": float(age.mean()), "age_std": float(age.std()),
+            "female_share": float(np.mean([a.p_female > 0.5 for a in attrs])),
+            "identity_pairwise_distance": mean_pairwise_distance(np.stack([a.identity for a in attrs])),
+        }  # fmt: skip
+    labels = [label for label in map(utkface_label, real_names) if label]
+    if labels:
+        ages, genders = np.array(labels).T
+        out["labels"] = {"age_mean": float(ages.mean()), "age_std": float(ages.std()), "female_share": float(genders.mean())}
+    return out
 
 
 def evaluate(
@@ -65,6 +103,7 @@ def evaluate(
     n_kid: int = 2000,
     n_faces: int = 500,
     n_recon: int = 200,
+    n_attributes: int = 200,
     cache_dir: Path | None = Path("runs/cache"),
     log=print,
 ) -> dict:
@@ -73,6 +112,10 @@ def evaluate(
     res = G.config.resolution
     held = load_faces(data_dir, heldout, res, cache_dir)
     rng = np.random.default_rng(0)
+    # Held-out names are sorted, and UTKFace names start with the age: shuffle so that
+    # every subset below spans all ages.
+    order = rng.permutation(len(heldout))
+    held, heldout = held[order], [heldout[i] for i in order]
     train_subset = sorted(rng.choice(len(train_files), min(n_kid, len(train_files)), replace=False))
     train_faces = load_faces(data_dir, [train_files[i] for i in train_subset], res, cache_dir)
     result: dict = {"resolution": res}
@@ -89,6 +132,8 @@ def evaluate(
     result["kid_trunc1.0"] = kid(embed(samples[1.0][:n_kid]), f_held)
     result["kid_trunc0.7"] = kid(embed(samples[0.7][:n_kid]), f_held)
     result["kid_real_floor"] = kid(embed(train_faces), f_held)
+    log("attributes and diversity ...")
+    result["attributes"] = attribute_stats(samples[1.0][:n_attributes], held[:n_attributes], heldout[:n_attributes])
     if E is not None:
         log("reconstruction ...")
         result["reconstruction"] = reconstruction(G, E, held[:n_recon])

@@ -63,6 +63,14 @@ def write_model_card(model_dir: Path, bench: dict, comparison: dict | None = Non
     ]
     if recon_rows:
         lines += ["", "Reconstruction of held-out faces by the encoder alone:", "", "| measure | value |", "|---|---|", recon_rows]
+    attributes = bench.get("attributes")
+    if attributes:
+        keys = ["age_mean", "age_std", "female_share", "identity_pairwise_distance"]
+        lines += ["", "Age, gender (classifiers of `weights/attributes`) and diversity (mean pairwise dlib identity",
+                  "distance) of samples at truncation 1.0, against held-out real faces and their labels:", "",
+                  "| | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]  # fmt: skip
+        for kind, values in attributes.items():
+            lines.append(f"| {kind} | " + " | ".join(_fmt(values[k]) if k in values else "-" for k in keys) + " |")
     if comparison:
         lines += ["", "## Recipe comparison (same CPU budget)", "", "```json", json.dumps(comparison, indent=2), "```"]
     lines += [
