@@ -51,6 +51,15 @@ def principal_talk_map(G) -> TalkMap:
     return TalkMap(basis=basis, layers=layers, limits=limits, info={"generator": generator_digest(G)})
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small batches on a shared CPU: more threads only wait on each other (a fit: 20 s on one, minutes on two)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     folder = small_model(tmp_path_factory.mktemp("model"), directions=False)
@@ -172,6 +181,7 @@ def test_talk_from_audio_with_atnet(model, latent_file, tmp_path, capsys):
         (["--text", "a" * 301], "limit is 300"),
         (["--audio", NOISE_CLIP], "no speech"),
         (["--audio", "UNDECODABLE"], "cannot decode"),
+        (["--audio", "SILENT"], "is silent"),
         (["--text", "hi", "--out", "video.avi"], "must be an .mp4"),
     ],
 )
@@ -180,6 +190,11 @@ def test_bad_input_is_one_line_and_exit_2(model, latent_file, tmp_path, capsys, 
         bad = tmp_path / "speech.wav"
         bad.write_bytes(b"RIFF this is not audio at all" * 10)
         extra = [str(bad) if e == "UNDECODABLE" else e for e in extra]
+    if "SILENT" in extra:
+        import soundfile as sf
+
+        sf.write(tmp_path / "quiet.wav", np.zeros(3 * 16000, np.float32), 16000)
+        extra = [str(tmp_path / "quiet.wav") if e == "SILENT" else e for e in extra]
     out = [] if "--out" in extra else ["--out", str(tmp_path / "x.mp4")]
     assert main(["talk", str(latent_file), *extra, *out]) == 2
     err = capsys.readouterr().err
