@@ -127,8 +127,12 @@ def load_latent(
                     raise UserError(f"{path.name}: noise map {i} has shape {tuple(n.shape)}, the model needs {tuple(shape)}")
         for i, n in enumerate(noise):
             _check_values(n, f"{path.name} noise map {i}")
+    generator = meta.get("generator", "")
+    # The file decides which tuned weights get read next to it: a plain name, never a path.
+    if generator and (Path(generator).name != generator or not generator.endswith(".safetensors") or generator.startswith(".")):
+        raise UserError(f"{path.name}: the tuned generator must be a .safetensors file beside it, not {generator[:80]!r}")
     return Latent(latent=latent, model=name, space=space, alignment=meta.get("alignment", "unknown"), noise=noise,
-                  generator=meta.get("generator", ""))  # fmt: skip
+                  generator=generator)  # fmt: skip
 
 
 def _check_tensor(t: torch.Tensor, space: str, n_latent: int | None, style_dim: int | None, where: str) -> None:

@@ -113,17 +113,17 @@ def _ten_minutes() -> bytes:
 
 
 def _latent(folder: Path, name: str, dims: dict, model: str = MODEL, shape: tuple | None = None,
-            dtype: torch.dtype = torch.float32, fill: float | None = None) -> Path:  # fmt: skip
+            dtype: torch.dtype = torch.float32, fill: float | None = None, generator: str = "") -> Path:  # fmt: skip
     """A latent file written the way the studio writes them, then altered on disk."""
     shape = shape or (1, dims["n_latent"], dims["style_dim"])
     code = torch.randn(shape, generator=torch.Generator().manual_seed(0))
     path = save_latent(folder / name, Latent(code, model=model, space="wplus" if len(shape) == 3 else "w", alignment="utkface"))
-    if dtype != torch.float32 or fill is not None:
+    if dtype != torch.float32 or fill is not None or generator:
         # The same metadata around other values: what a careless converter or a bit flip makes.
         from safetensors import safe_open
 
         with safe_open(str(path), "pt") as f:
-            meta = f.metadata()
+            meta = {**f.metadata(), **({"generator": generator} if generator else {})}
         if fill is not None:
             code[..., 0] = fill
         save_file({"latent": code.to(dtype)}, str(path), metadata=meta)
@@ -177,6 +177,7 @@ def corpus() -> list[Case]:
         Case(latent, "wrong-width", lambda f, d: _latent(f, "wide.safetensors", d, shape=(1, d["n_latent"], 7)), r"style_dim"),
         Case(latent, "float16", lambda f, d: _latent(f, "half.safetensors", d, dtype=torch.float16), r"float32"),
         Case(latent, "nan", lambda f, d: _latent(f, "nan.safetensors", d, fill=float("nan")), r"NaN"),
+        Case(latent, "names-a-path", lambda f, d: _latent(f, "path.safetensors", d, generator="../../../etc/passwd"), r"generator"),
         Case(latent, "pickle", lambda f, d: _pickle_disguised(f, "code.safetensors"), r"not a latent file"),
         Case(latent, "random-bytes", lambda f, d: _write(f, "junk.safetensors", bytes(range(256)) * 4), r"not a latent file"),
         Case(latent, "weights", lambda f, d: _weights(f), r"not a latent file"),

@@ -4,11 +4,15 @@ crashes, nothing runs, and the app keeps serving afterwards."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
 import pytest
-from bad_inputs import MODEL, Case, corpus, dims_of, make, through_api, through_app, through_cli
+from bad_inputs import MODEL, Case, cli_argv, corpus, dims_of, make, through_api, through_app, through_cli
 from test_app_api import launch_app, small_model
 
 from pipeline import studio as studio_module
@@ -73,6 +77,17 @@ def test_package_api(case, studio, made):
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_command_line(case, studio, made, tmp_path):
     check(case, through_cli(case, made[case.id], tmp_path / "out", made["good-latent"]))
+
+
+@pytest.mark.parametrize("case_id", ["image-bomb", "audio-not-audio", "prompt-10000-chars", "latent-pickle"])
+def test_command_line_in_a_fresh_process(case_id, model_folder, made, tmp_path):
+    """As a user runs it: exit status 2, one line on stderr (no warnings, no traceback)."""
+    case = next(c for c in CASES if c.id == case_id)
+    argv = cli_argv(case, made[case_id], tmp_path, made["good-latent"])
+    env = {**os.environ, studio_module.OVERRIDE_ENV: str(model_folder)}
+    res = subprocess.run([sys.executable, "-m", "pipeline", *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and res.stderr.startswith("error: "), res.stderr
+    assert re.search(case.reason, res.stderr, re.IGNORECASE), res.stderr
 
 
 def test_shell_metacharacters_are_spoken_not_run(studio, made, tmp_path):

@@ -126,7 +126,8 @@ class Trainer:
         state = {
             "net": self.model.net.state_dict(), "opt": self.opt.state_dict(), "step": self.step,
             "seconds": self.seconds, "budget": list(self.budget), "history": json.dumps(self.history),
-            "shape": {"mean": self.model.shape.mean, "basis": self.model.shape.basis, "std": self.model.shape.std},
+            # As tensors, so that the state loads with weights_only (no pickled objects).
+            "shape": {k: torch.from_numpy(np.asarray(getattr(self.model.shape, k))) for k in ("mean", "basis", "std")},
         }  # fmt: skip
         tmp = self.state_path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -135,13 +136,11 @@ class Trainer:
     def load(self) -> bool:
         if not self.state_path.exists():
             return False
-        state = torch.load(self.state_path, weights_only=False)  # our own run folder
+        state = torch.load(self.state_path, map_location="cpu", weights_only=True)
         self.model.net.load_state_dict(state["net"])
         self.opt.load_state_dict(state["opt"])
         self.model.shape.mean, self.model.shape.basis, self.model.shape.std = (
-            state["shape"]["mean"],
-            state["shape"]["basis"],
-            state["shape"]["std"],
+            state["shape"][k].numpy() for k in ("mean", "basis", "std")
         )
         self.batcher.rest_coeffs = self.model.shape.encode(self.train_rests)
         self.step, self.seconds, self.history = state["step"], state["seconds"], json.loads(state["history"])
