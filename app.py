@@ -289,7 +289,8 @@ def build() -> gr.Blocks:
     names = list(loaded.directions)[:MAX_DIRECTIONS] if loaded else []
     last_layer = loaded.n_latent - 1 if loaded else 9
     with gr.Blocks(title="Face studio", delete_cache=(1800, 3600)) as demo:
-        state = gr.State(new_session, delete_callback=close_session)
+        # Deleted (with its files) when the tab closes, or after the idle time: API clients never close.
+        state = gr.State(new_session, delete_callback=close_session, time_to_live=limits.session_seconds())
         gr.Markdown("# Face studio\nAlign a face, find its latent code, edit it, make it talk, mix it with another.")
         with gr.Row():
             model = gr.Dropdown([(c.label, c.name) for c in choices], value=default, label="Model", scale=2)

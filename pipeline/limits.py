@@ -41,7 +41,8 @@ STEPS = Limit("STUDIO_MAX_STEPS", 1000, "optimisation steps per run", integer=Tr
 AUDIO_SECONDS = Limit("STUDIO_MAX_AUDIO_SECONDS", 20.0, "length of an uploaded recording, seconds")
 PROMPT_CHARS = Limit("STUDIO_MAX_PROMPT_CHARS", 300, "characters of text to speak", integer=True)
 CONCURRENT_JOBS = Limit("STUDIO_CONCURRENT_JOBS", 4, "requests the app works on at once (the rest queue)", integer=True)
-ALL = (UPLOAD_MB, MEGAPIXELS, STEPS, AUDIO_SECONDS, PROMPT_CHARS, CONCURRENT_JOBS)
+SESSION_MINUTES = Limit("STUDIO_SESSION_MINUTES", 60.0, "idle time after which a session's photo, codes and files are deleted")
+ALL = (UPLOAD_MB, MEGAPIXELS, STEPS, AUDIO_SECONDS, PROMPT_CHARS, CONCURRENT_JOBS, SESSION_MINUTES)
 
 
 def upload_bytes() -> int:
@@ -66,3 +67,7 @@ def prompt_chars() -> int:
 
 def concurrent_jobs() -> int:
     return int(CONCURRENT_JOBS.value())
+
+
+def session_seconds() -> float:
+    return SESSION_MINUTES.value() * 60
