@@ -16,7 +16,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from pipeline import limits, speech
+from pipeline import limits, provenance, speech
 from pipeline.directions import layer_groups
 from pipeline.errors import UserError
 from pipeline.studio import (
@@ -101,7 +101,8 @@ def photo_input(**kwargs) -> gr.Image:
 
 
 def show(image):
-    return None if image is None else upscale_for_display(image)
+    """A face for the screen; the PNG the browser gets says it was AI-edited and by which model."""
+    return None if image is None else provenance.tagged(upscale_for_display(image), studio.model_name)
 
 
 def scores_table(scores: dict) -> str:

@@ -32,11 +32,8 @@ def save_options(path: str | Path, model: str | None = None) -> dict:
     suffix = Path(path).suffix.lower()
     if suffix == ".png":
         info = PngInfo()
-        info.add_itxt("Description", statement(model))
-        info.add_text("Software", TOOL)
-        info.add_text("AI-edited", "yes")
-        if model:
-            info.add_itxt("Model", model)
+        for key, value in text_chunks(model).items():
+            info.add_itxt(key, value)  # international text: model names may be any Unicode
         return {"pnginfo": info}
     if suffix in (".jpg", ".jpeg", ".webp", ".tif", ".tiff"):
         exif = Image.Exif()
@@ -44,6 +41,19 @@ def save_options(path: str | Path, model: str | None = None) -> dict:
         exif[_EXIF_SOFTWARE] = TOOL
         return {"exif": exif}
     return {}  # BMP and GIF have no place for it; the visible mark is the option there
+
+
+def text_chunks(model: str | None = None) -> dict[str, str]:
+    """The PNG text chunks, as ``Image.info`` entries (what a web server's PNG writer copies over)."""
+    chunks = {"Description": statement(model), "Software": TOOL, "AI-edited": "yes"}
+    return {**chunks, "Model": model} if model else chunks
+
+
+def tagged(image: np.ndarray, model: str | None = None) -> Image.Image:
+    """``image`` as a PIL image carrying the provenance in ``info``, for writers that keep it (Gradio's)."""
+    im = Image.fromarray(np.ascontiguousarray(image))
+    im.info.update(text_chunks(model))
+    return im
 
 
 def read(path: str | Path) -> dict[str, str]:
