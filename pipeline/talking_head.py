@@ -390,6 +390,7 @@ MASK_POINTS = np.r_[5:12, 48:68]  # chin and lips: where speech shows
 MOVE_THRESHOLD = 0.03  # IOD: landmarks that move less than this over the clip (the jaw near the ears) stay still
 MOUTH_GROW, MOUTH_FEATHER = 0.12, 0.18  # IOD: the mask reaches past the moving lips and chin, fading out
 EYE_GROW, EYE_FEATHER = 0.12, 0.12
+OUTLINE_FEATHER = 0.15  # IOD: the mouth mask fades out this far inside the face outline
 
 
 def attention_masks(
@@ -397,9 +398,9 @@ def attention_masks(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Where the generated motion may show: (mouth mask, eye mask), each (size, size) in [0, 1].
 
-    The mouth mask covers every position the moving landmarks take over the clip (so the
-    opened mouth and the dropped chin fit inside), grown and feathered; the eye mask
-    covers both eyes and lids.
+    The mouth mask covers every position the moving lip and chin landmarks take over the
+    clip (so the opened mouth fits inside), grown and feathered, within the face outline;
+    the eye mask covers both eyes and lids.
     """
     still = np.asarray(still_landmarks, dtype=np.float64)
     motion = np.linalg.norm(track_px - still[None], axis=2).max(axis=0) / iod
@@ -409,6 +410,11 @@ def attention_masks(
     if len(moving) >= 3:
         points = np.concatenate([still[moving], track_px[:, moving].reshape(-1, 2)])
         mouth = soft_region(points, size, MOUTH_GROW * iod, MOUTH_FEATHER * iod)
+        # ... and inside the still's face outline, fading out before it: the chin's edge against
+        # the neck and background stays the still's (a moving edge there shows as a ghost ring).
+        outline = _polygon(still[np.r_[0:27]], size) > 0.5
+        depth = ndimage.distance_transform_edt(outline) / max(OUTLINE_FEATHER * iod, 1e-6)
+        mouth = mouth * np.clip(depth, 0, 1).astype(np.float32) ** 2
     else:
         mouth = np.zeros((size, size), np.float32)
     eyes = np.maximum(*(soft_region(still[e], size, EYE_GROW * iod, EYE_FEATHER * iod) for e in (LEFT_EYE, RIGHT_EYE)))

@@ -158,9 +158,9 @@ def run_talk(args: argparse.Namespace) -> int:
 
     from ..errors import UserError
     from ..speech import clean_prompt
-    from ..studio import load_model
+    from ..studio import default_model, load_model
     from ..talk import load_talk_model
-    from ..talking_head import load_model_talk_map, talk_video
+    from ..talking_head import REFIT_COMMAND, load_model_talk_map, talk_map_path, talk_video
     from ..video import probe
 
     if args.out.suffix.lower() != ".mp4":
@@ -173,7 +173,10 @@ def run_talk(args: argparse.Namespace) -> int:
         raise UserError("--transform goes with --paste-back PHOTO")
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load_model(args.model)
+    name = args.model or default_model()
+    if not talk_map_path(name).is_file():  # before loading (or downloading) the model
+        raise UserError(f"model {name} has no talk map yet; fit it with `{REFIT_COMMAND.format(name=name)}`")
+    model = load_model(name)
     talk_map = load_model_talk_map(model.name, model.generator)
     wplus, noise, G, from_photo = _face_code(args, model)
     paste = _paste_target(args, model, from_photo)
