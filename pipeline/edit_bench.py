@@ -13,6 +13,7 @@ whose leakage is material (at least ``MATERIAL_LEAKAGE`` standard deviations).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -165,6 +166,7 @@ def bench_edits(G: Generator, directions: Mapping[str, Direction], n: int = 200,
     from .directions import sample_w
     from .images import save_image
 
+    started = time.monotonic()
     w = sample_w(G, n, seed)
     result = {"samples": bench_codes(G, directions, w.unsqueeze(1).repeat(1, G.n_latent, 1), log)}
     result["goals_samples"] = goals(result["samples"])
@@ -183,6 +185,7 @@ def bench_edits(G: Generator, directions: Mapping[str, Direction], n: int = 200,
         save_image(edit_grid(G, directions, face.unsqueeze(1).repeat(1, G.n_latent, 1)), grid)
         result["grid"] = str(grid)
     result["threads"] = torch.get_num_threads()
+    result["seconds"] = round(time.monotonic() - started, 1)
     return result
 
 
@@ -205,6 +208,10 @@ def card_text(search: dict, bench: dict) -> str:
         lines += ["", f"Real-photo route ({real['photos']} encoded training photos, true labels): "
                   + "; ".join(f"{k}: accuracy {real[k]['accuracy']:.3f}, cosine to the generated-sample direction "
                               f"{real[k]['cosine_generated']:+.3f}" for k in ("age", "gender")) + "."]  # fmt: skip
+    if "samples" in bench:
+        real_n = bench.get("heldout_photos", {}).get("faces", 0)
+        lines += ["", f"Measured by `python -m pipeline bench edit --model {bench.get('model')} --n {bench['samples']['faces']} "
+                  f"--n-real {real_n} --card` ({bench.get('seconds', 0):.0f} s); grid of edits: `{bench.get('grid', '')}`."]  # fmt: skip
     for part, title in (("samples", "random faces"), ("heldout_photos", "encoded held-out photos")):
         if part not in bench:
             continue
