@@ -27,12 +27,15 @@ def test_another_sessions_result_is_caught():
 @pytest.mark.slow
 def test_three_sessions_for_twenty_seconds(tmp_path):
     (tmp_path / "model").mkdir()
-    app = App(small_model(tmp_path / "model"), tmp_path / "app.log")
+    (tmp_path / "server").mkdir()
+    app = App(small_model(tmp_path / "model"), tmp_path / "app.log", env={"TMPDIR": str(tmp_path / "server")})
     try:
-        result = soak(app.url, app.proc.pid, candidate_faces(None, 3), sessions=3, seconds=20)
+        result = soak(app.url, app.proc.pid, candidate_faces(None, 3), sessions=3, seconds=20, server_tmp=tmp_path / "server")
     finally:
         app.stop()
     assert result["errors"] == 0, result["error_samples"]
     assert result["cross_talk"] == 0, result["cross_talk_samples"]
     assert all(result["flows_per_session"]) and result["cross_talk_checks"] >= 3 * 4
     assert result["server_rss"]["growth"] < 0.2, result["server_rss"]
+    # One folder per session that wrote a download, none elsewhere.
+    assert result["server_temp_files"]["after"]["session_folders"] == result["server_temp_files"]["sessions_opened"]

@@ -55,7 +55,7 @@ def peak_rss_mb(pid: int) -> float | None:
 class App:
     """``app.py`` in a subprocess; ``url`` once it serves."""
 
-    def __init__(self, weights: Path | None, log: Path, timeout: float = 300.0):
+    def __init__(self, weights: Path | None, log: Path, timeout: float = 300.0, env: dict[str, str] | None = None):
         cmd = [sys.executable, str(ROOT / "app.py"), "--port", str(free_port())]
         if weights is not None:
             cmd += ["--weights", str(weights)]
@@ -63,7 +63,7 @@ class App:
         self.started = time.perf_counter()
         with log.open("w") as out:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                         env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})  # fmt: skip
+                                         env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})})  # fmt: skip
         self.url = f"http://127.0.0.1:{cmd[cmd.index('--port') + 1]}/"
         deadline = time.time() + timeout
         while "Running on" not in log.read_text():

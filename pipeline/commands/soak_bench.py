@@ -115,6 +115,14 @@ def distinct(references: list[dict[str, np.ndarray]]) -> bool:
                for i, a in enumerate(references) for b in references[i + 1 :] for key in a)  # fmt: skip
 
 
+def temp_files(folder: Path) -> dict:
+    """What the server keeps in its temporary folder: session folders, their files, all bytes."""
+    sessions = list(folder.glob("studio-session-*"))
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    return {"session_folders": len(sessions), "session_files": sum(1 for p in files if p.parent in sessions),
+            "mb": round(sum(p.stat().st_size for p in files) / 2**20, 2)}  # fmt: skip
+
+
 class Sampler(threading.Thread):
     """The server's resident memory, once a second."""
 
@@ -141,8 +149,9 @@ class Sampler(threading.Thread):
                 "samples": len(self.samples)}  # fmt: skip
 
 
-def soak(url: str, pid: int, faces: list[Path], sessions: int, seconds: float) -> dict:
-    """``sessions`` concurrent sessions on the app at ``url`` (server process ``pid``) for ``seconds``."""
+def soak(url: str, pid: int, faces: list[Path], sessions: int, seconds: float, server_tmp: Path | None = None) -> dict:
+    """``sessions`` concurrent sessions on the app at ``url`` (server process ``pid``, temporary
+    folder ``server_tmp`` when known) for ``seconds``."""
     from gradio_client import Client
     from gradio_client.exceptions import AppError
 
@@ -164,6 +173,7 @@ def soak(url: str, pid: int, faces: list[Path], sessions: int, seconds: float) -
         raise UserError("two of the faces give results too alike to tell apart: use other photos")
 
     clients = [Client(url, verbose=False) for _ in chosen]
+    files_before = temp_files(server_tmp) if server_tmp is not None else None
     lock = threading.Lock()
     flows = [0] * sessions
     errors: list[str] = []
@@ -212,6 +222,9 @@ def soak(url: str, pid: int, faces: list[Path], sessions: int, seconds: float) -
         "cross_talk": len(cross_talk),
         "cross_talk_samples": cross_talk[:5],
         "server_rss": memory,
+        # Sessions opened: one per face alone, then one per concurrent session.
+        "server_temp_files": {"sessions_opened": 2 * sessions, "before": files_before,
+                              "after": temp_files(server_tmp) if server_tmp is not None else None},  # fmt: skip
         "goals": GOALS,
     }
     result["passed"] = bool(result["errors"] == 0 and result["cross_talk"] == 0 and all(flows)
@@ -230,9 +243,11 @@ def run_soak(args: argparse.Namespace) -> int:
         raise UserError(f"--data must be a folder of face photos: {args.data}")
     faces = candidate_faces(args.data, args.sessions)
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
-        app = App(args.weights, Path(tmp) / "app.log")
+        server_tmp = Path(tmp) / "server"
+        server_tmp.mkdir()
+        app = App(args.weights, Path(tmp) / "app.log", env={"TMPDIR": str(server_tmp)})
         try:
-            result = soak(app.url, app.proc.pid, faces, args.sessions, args.minutes * 60)
+            result = soak(app.url, app.proc.pid, faces, args.sessions, args.minutes * 60, server_tmp)
         finally:
             app.stop()
     result.update({"concurrent_jobs": os.environ.get("STUDIO_CONCURRENT_JOBS", "default"), "cpu_count": os.cpu_count(),
