@@ -12,6 +12,8 @@
 * Stability: dlib's identity distance of frames to the still (the same person below 0.6;
   the goal is under 0.4) and frame-to-frame landmark motion outside the mouth and eyes
   (brows, nose, sides of the jaw), in inter-ocular distances.
+* Blinks: how much the eye aspect ratio dlib measures drops in the frames where the eyes
+  should be shut.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from .talking_head import (
     TalkMap,
     animate,
     blink_track,
+    measures,
     mouth_box,
     mouth_changes,
     prepare,
@@ -113,6 +116,10 @@ def bench_video(
                     "jitter_iod": float(motion),
                 }
                 if method == "atnet":
+                    # Blinks: how far dlib sees the eyes close, in eye aspect ratio (about 0.3 open).
+                    ear = measures(measured)[:, MEASURES.index("eyes")]
+                    shut, open_ = blinks >= 1, blinks == 0
+                    row["blink_ear_drop"] = float(ear[open_].mean() - ear[shut].mean()) if shut.any() else float("nan")
                     sampled = clip.frames[::identity_every]
                     attrs = analyze(list(sampled))
                     distances = [identity_distance(a, still_attrs) for a in attrs]
