@@ -48,7 +48,8 @@ MAX_DIRECTIONS = 8  # slider slots; a model's directions fill the first ones
 HEAVY = "heavy"  # optimisation and video share one queue slot: each saturates the CPU
 NOTE = (
     "**Use responsibly.** Edit only photos of people who agreed to it, and never use the results to "
-    "impersonate anyone or to deceive. The face model was trained on UTKFace, for non-commercial research."
+    "impersonate anyone or to deceive. Every image and video the studio makes is tagged as AI-edited. "
+    "The face model was trained on UTKFace, for non-commercial research."
 )
 
 studio = Studio()

@@ -144,3 +144,9 @@ def test_a_request_cannot_name_a_server_file(app, path):
         reply = raw_call(app, api_name, data)
         assert "event: error" in reply, reply[:500]
         assert "not uploaded by a user" in reply and "root:" not in reply  # nothing of the file comes back
+
+
+@pytest.mark.slow
+def test_the_page_asks_for_consent_and_no_impersonation(app):
+    page = httpx.get(f"{app}config", timeout=60).text
+    assert "agreed" in page and "impersonate" in page and "tagged as AI-edited" in page
