@@ -101,9 +101,9 @@ def photo_input(**kwargs) -> gr.Image:
     return component
 
 
-def show(image):
+def show(session: Session, image):
     """A face for the screen; the PNG the browser gets says it was AI-edited and by which model."""
-    return None if image is None else provenance.tagged(upscale_for_display(image), studio.model_name)
+    return None if image is None else provenance.tagged(upscale_for_display(image), session.model or studio.model_name)
 
 
 def scores_table(scores: dict) -> str:
@@ -176,13 +176,13 @@ def upload(session: Session, photo: str | None):
 def align(session: Session, index: int | None, faces=None):
     result = studio.align(session, int(index or 0))
     choices = [(face_label(i, f), i) for i, f in enumerate(result.faces)]
-    return session, result.annotated, gr.Radio(choices=choices, value=result.index), show(result.aligned)
+    return session, result.annotated, gr.Radio(choices=choices, value=result.index), show(session, result.aligned)
 
 
 @friendly
 def random_face(session: Session, seed: float | None):
     face = studio.random_face(session, None if seed in (None, "", -1) else int(seed))
-    return session, show(face), path(studio.save_latent(session))
+    return session, show(session, face), path(studio.save_latent(session))
 
 
 @friendly
@@ -196,14 +196,14 @@ def start_from_file(session: Session, path: str | None):
         studio.open_photo(session, path)
         studio.align(session, 0)
         face = studio.encode(session).reconstruction
-    return session, show(face), path(studio.save_latent(session))
+    return session, show(session, face), path(studio.save_latent(session))
 
 
 @friendly
 @gpu
 def encode(session: Session):
     result = studio.encode(session)
-    return (session, show(session.target), show(result.reconstruction), result.scores, scores_table(result.scores),
+    return (session, show(session, session.target), show(session, result.reconstruction), result.scores, scores_table(result.scores),
             path(studio.save_latent(session)))  # fmt: skip
 
 
@@ -215,11 +215,11 @@ def optimise(session: Session, steps: float, space: str, noise: bool, pti: bool,
         if isinstance(event, OptimiseProgress):
             progress(event.step / max(1, event.steps), desc=f"step {event.step} of {event.steps}")
             status = f"step {event.step} of {event.steps}: loss {event.loss:.4f}"
-            yield session, show(event.preview), status, None
+            yield session, show(session, event.preview), status, None
         else:
             pti_note = f" + {event.pti_steps} tuning steps" if event.pti_steps else ""
             status = f"{event.stopped}: {event.steps} steps{pti_note} in {event.seconds:.1f} s, loss {event.history[-1]['loss']:.4f}"
-            yield session, show(session.reconstruction), status, path(studio.save_latent(session))
+            yield session, show(session, session.reconstruction), status, path(studio.save_latent(session))
 
 
 def stop(session: Session):
@@ -236,7 +236,7 @@ def edit(session: Session, conditioning: list[str], own_layers: bool, first: flo
     image_file = path(studio.save_image(session, result.image, "edited"))
     composite_file = path(studio.save_image(session, result.composite, "composite")) if result.composite is not None else None
     pasted = result.composite is not None
-    return (session, show(session.reconstruction), show(result.image), result.scores, scores_table(result.scores),
+    return (session, show(session, session.reconstruction), show(session, result.image), result.scores, scores_table(result.scores),
             image_file, gr.Image(result.composite, visible=pasted), gr.File(composite_file, visible=pasted))  # fmt: skip
 
 
@@ -252,11 +252,11 @@ def talk(session: Session, text: str, voice: str, wpm: float, audio: str | None)
 def mix(session: Session, other: str | None, seed: float, amount: float, groups: list[str]):
     latent = studio.other_face(session, other, None if other else int(seed))
     image = studio.mix(session, latent, amount, groups or [])
-    return show(image), path(studio.save_image(session, image, "mix"))
+    return show(session, image), path(studio.save_image(session, image, "mix"))
 
 
 def current_face(session: Session):
-    return show(session.reconstruction)
+    return show(session, session.reconstruction)
 
 
 # --------------------------------------------------------------------------- layout

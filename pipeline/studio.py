@@ -426,8 +426,7 @@ class Studio:
                 session.aligned = align_face(session.photo, session.aligned.face, model.template,
                                              model.resolution, session.aligned.face_index)  # fmt: skip
                 session.set_target(self._target(session.aligned.image, model))
-        self.model_name = name
-        return model
+        return model  # this session's model only: other people keep theirs
 
     def session_model(self, session: Session) -> Model:
         return load_model(session.model or self.model_name)
