@@ -214,6 +214,17 @@ def sample_w(G: Generator, n: int, seed: int = 0) -> torch.Tensor:
     return torch.cat([G.mapping(chunk) for chunk in z.split(1024)]).cpu()
 
 
+TRUNCATION = 0.7  # random faces to show: pulled this far towards the average face, which keeps them plausible
+
+
+@torch.no_grad()
+def random_w(G: Generator, seed: int, truncation: float = TRUNCATION, w_mean: torch.Tensor | None = None) -> torch.Tensor:
+    """(1, style_dim) W of one random face, truncated towards ``w_mean`` (default: the model's mean W)."""
+    w_mean = G.mean_w() if w_mean is None else w_mean
+    z = torch.randn(1, G.style_dim, generator=torch.Generator().manual_seed(int(seed))).to(G.device)
+    return w_mean.to(G.device) + truncation * (G.mapping(z) - w_mean.to(G.device))
+
+
 def with_scales(directions: dict[str, Direction], G: Generator, n: int = 5000) -> dict[str, Direction]:
     """Directions whose scale is unknown (NaN) get the spread of the model's W along them."""
     missing = [k for k, d in directions.items() if not math.isfinite(d.scale)]

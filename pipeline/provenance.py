@@ -1,7 +1,7 @@
 """Provenance: every image and video the studio writes says it was AI-edited, by which model and tool.
 
-Images carry it as PNG text chunks (``Description``, ``Software``, ``AI-edited``) or, for
-JPEG and WebP, as EXIF ``ImageDescription`` and ``Software``; videos as MP4 container tags
+Images carry it as PNG text chunks (``Description``, ``Software``, ``AI-edited``), for
+JPEG and WebP as EXIF ``ImageDescription`` and ``Software``, for GIF as its comment; videos as MP4 container tags
 (``comment``, ``encoder_tool``, ``model``). A visible mark (small text in a corner) is
 added to generated pixels when ``STUDIO_VISIBLE_MARK`` is set to 1.
 """
@@ -40,7 +40,9 @@ def save_options(path: str | Path, model: str | None = None) -> dict:
         exif[_EXIF_DESCRIPTION] = statement(model)
         exif[_EXIF_SOFTWARE] = TOOL
         return {"exif": exif}
-    return {}  # BMP and GIF have no place for it; the visible mark is the option there
+    if suffix == ".gif":
+        return {"comment": statement(model).encode()}  # the GIF comment extension
+    return {}  # BMP has no place for it; the visible mark is the option there
 
 
 def text_chunks(model: str | None = None) -> dict[str, str]:
@@ -62,6 +64,10 @@ def read(path: str | Path) -> dict[str, str]:
         text = getattr(im, "text", None) or {}
         if text.get("Description"):
             return {"description": text["Description"], "software": text.get("Software", "")}
+        comment = im.info.get("comment")
+        if comment:
+            text = comment.decode("utf-8", "replace") if isinstance(comment, bytes) else str(comment)
+            return {"description": text, "software": TOOL if TOOL in text else ""}
         exif = im.getexif()
         if exif.get(_EXIF_DESCRIPTION):
             return {"description": str(exif[_EXIF_DESCRIPTION]), "software": str(exif.get(_EXIF_SOFTWARE, ""))}

@@ -36,7 +36,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .align import AlignedFace, align_face
 from .checkpoints import load_native
-from .directions import Direction, layer_groups, load_directions, with_scales
+from .directions import TRUNCATION, Direction, load_directions, random_w, with_scales
 from .edit import apply_edits
 from .encoder import Encoder, load_encoder
 from .errors import UserError
@@ -47,6 +47,7 @@ from .imaging import from_uint8, to_uint8
 from .inversion import DEFAULTS, InversionResult, invert
 from .latents import Latent, load_latent_for, save_latent
 from .metrics import psnr
+from .mixing import mix_codes
 from .paste import paste_back
 from .perceptual import perceptual_distance
 
@@ -54,7 +55,6 @@ DEFAULT_MODEL = "utkface-64"
 # A model folder (generator.safetensors, encoder.safetensors, directions.safetensors,
 # model.json) that replaces the default model's files: local checkpoints and tests.
 OVERRIDE_ENV = "STUDIO_WEIGHTS_OVERRIDE"
-TRUNCATION = 0.7  # random faces: pulled this far towards the average face, which keeps them plausible
 # dlib's detectors and networks keep scratch state: one thread at a time may use them.
 DLIB_LOCK = threading.RLock()
 MAX_NAME = 80  # characters of an upload's name kept in download names
@@ -646,18 +646,8 @@ class Studio:
         model = self.session_model(session)
         if session.latent is None:
             raise UserError("encode a face first (tab 2), or start from a random face")
-        if not 0.0 <= amount <= 1.0:
-            raise UserError("the interpolation amount must be between 0 and 1")
         a = session.latent.wplus(model.n_latent).to(model.generator.device)
-        b = other.wplus(model.n_latent).to(a.device)
-        mixed = torch.lerp(a, b, float(amount))
-        spans = layer_groups(model.n_latent)
-        for g in groups:
-            if g not in spans:
-                raise UserError(f"unknown layer group {g!r}; use coarse, middle or fine")
-            lo, hi = spans[g]
-            mixed[:, lo:hi] = b[:, lo:hi]
-        return model.render(mixed)
+        return model.render(mix_codes(a, other.wplus(model.n_latent), amount, groups))
 
     def other_face(self, session: Session, source: str | Path | None = None, seed: int | None = None) -> Latent:
         """The second face for mixing: a photo (its largest face, encoded), a latent file, or a random face."""
@@ -675,11 +665,8 @@ class Studio:
     # ---- random faces and latent files
 
     @staticmethod
-    @torch.no_grad()
     def random_latent(model: Model, seed: int) -> Latent:
-        gen = torch.Generator().manual_seed(int(seed))
-        z = torch.randn(1, model.generator.style_dim, generator=gen).to(model.generator.device)
-        w = model.w_mean + TRUNCATION * (model.generator.mapping(z) - model.w_mean)
+        w = random_w(model.generator, seed, TRUNCATION, model.w_mean)
         return Latent(latent=w.cpu(), model=model.name, space="w", alignment=model.template)
 
     def random_face(self, session: Session, seed: int | None = None) -> np.ndarray:
