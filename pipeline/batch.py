@@ -58,31 +58,39 @@ class Editor:
     steps: int = 0  # optimisation steps after the encoder's guess (0: the encoder alone)
 
 
-def encode_face(editor: Editor, aligned: np.ndarray) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
-    """W+ (1, n_latent, dim) of an aligned face at the model's resolution, and optimised noise if any."""
-    G = editor.generator
-    if editor.steps > 0:
+def encode_face(G: Generator, encoder: Encoder | None, aligned: np.ndarray,
+                steps: int = 0) -> tuple[torch.Tensor, list[torch.Tensor] | None]:  # fmt: skip
+    """W+ (1, n_latent, dim) of an aligned face at the model's resolution (the encoder's guess,
+    refined by ``steps`` of optimisation), and the optimised noise if any."""
+    if steps > 0:
         from .inversion import invert
 
-        result = invert(G, aligned, editor.encoder, steps=editor.steps)
-        return result.wplus.detach(), result.noise
-    if editor.encoder is None:
+        result = invert(G, aligned, encoder, steps=steps)
+        return result.wplus.detach().cpu(), result.noise
+    if encoder is None:
         raise UserError("the model has no encoder: give optimisation steps (--steps) to find each face's code")
     with torch.no_grad():
-        return editor.encoder.wplus(from_uint8(aligned)[None].to(G.device)).cpu(), None
+        return encoder.wplus(from_uint8(aligned)[None].to(G.device)).cpu(), None
 
 
-@torch.no_grad()
+def align_and_encode(G: Generator, encoder: Encoder | None, template: str, photo: np.ndarray,
+                     steps: int = 0) -> tuple[AlignedFace, torch.Tensor, list[torch.Tensor] | None, int]:  # fmt: skip
+    """The photo's largest face aligned, its code and noise, and how many faces the photo has."""
+    faces = find_faces(photo)
+    aligned = align_face(photo, faces[0], template, G.config.resolution)
+    wplus, noise = encode_face(G, encoder, aligned.image, steps)
+    return aligned, wplus, noise, len(faces)
+
+
 def edit_photo(editor: Editor, photo: np.ndarray) -> tuple[np.ndarray, np.ndarray, AlignedFace, int]:
     """(the photo with its largest face edited, the edited aligned face, the alignment, faces found)."""
     G = editor.generator
-    faces = find_faces(photo)
-    aligned = align_face(photo, faces[0], editor.template, G.config.resolution)
-    wplus, noise = encode_face(editor, aligned.image)
+    aligned, wplus, noise, n_faces = align_and_encode(G, editor.encoder, editor.template, photo, editor.steps)
     edited = apply_edits(wplus.to(G.device), editor.directions, editor.strengths)
     noise = [n.to(G.device) for n in noise] if noise is not None else G.noise_buffers()
-    face = to_uint8(G.synthesis(edited, noise=noise))[0]
-    return paste_back(photo, aligned, face), face, aligned, len(faces)
+    with torch.no_grad():
+        face = to_uint8(G.synthesis(edited, noise=noise))[0]
+    return paste_back(photo, aligned, face), face, aligned, n_faces
 
 
 def photos_in(folder: Path) -> list[Path]:

@@ -158,7 +158,8 @@ def edit_to_target(
             break
         strength = float(np.clip(_next_strength(points, target, guess), -MAX_STRENGTH, MAX_STRENGTH))
         if any(abs(strength - s) < 1e-3 for s, _ in points):
-            stop = f"the edit is at its limit ({strength:+.1f} standard deviations)"
+            s_far, v_far = max(points, key=lambda p: abs(p[0]))
+            stop = f"the reading gets no closer (the strongest edit tried, {s_far:+.1f} standard deviations, reads {v_far:.3g})"
             break
         code, image, attrs = look(strength)
         steps += 1

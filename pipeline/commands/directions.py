@@ -37,6 +37,14 @@ def register(sub, groups) -> None:
                    help="keep this attribute unchanged: project its direction out of the edits (repeatable)")  # fmt: skip
     p.add_argument("--layers", action="append", default=[], metavar="NAME=FIRST:END",
                    help="W+ rows one edit moves (FIRST:END, or coarse / middle / fine); default: the direction's own")  # fmt: skip
+    p.add_argument("--target", action="append", default=[], metavar="NAME=VALUE",
+                   help="step along NAME's direction until the classifiers read VALUE, e.g. age=60 or happy=0.9 (repeatable)")  # fmt: skip
+    p.add_argument("--tolerance", type=float, default=None,
+                   help="how close a target must be read (default: 3 years, 3 degrees, 0.05 for probabilities)")  # fmt: skip
+    p.add_argument("--identity-limit", type=float, default=0.6,
+                   help="refuse a target that makes the face read as another person (identity distance, default 0.6)")  # fmt: skip
+    p.add_argument("--region", default=None, choices=("eyes", "brows", "mouth", "nose", "face", "hair"),
+                   help="keep the edit to this part of the face (a soft landmark mask; hair: all outside the face)")  # fmt: skip
     p.add_argument("--list", action="store_true", help="print the model's directions as JSON and stop")
     p.add_argument("--out", type=Path, default=None, help="edited face (PNG)")
     p.add_argument("--latent-out", type=Path, default=None, help="also write the edited latent code here")
@@ -148,7 +156,10 @@ def run_edit(args: argparse.Namespace) -> int:
         raise UserError("give --out for the edited face (or --list)")
     if args.transform is not None and args.paste_back is None:
         raise UserError("--transform goes with --paste-back PHOTO")
+    from ..target_edit import parse_target
+
     strengths = dict(parse_strength(s) for s in args.set)  # bad input fails before the model loads
+    targets = [parse_target(t) for t in args.target]
     photo = load_image(args.paste_back) if args.paste_back is not None else None
     m = load_model(args.model, args.weights)
     G = m.generator
@@ -157,11 +168,13 @@ def run_edit(args: argparse.Namespace) -> int:
         print(json.dumps({k: {"kind": d.kind, "layers": list(d.layers), "scale": round(d.scale, 4), **d.info}
                           for k, d in directions.items()}, indent=2))  # fmt: skip
         return 0
-    if not strengths:
-        raise UserError(f"give at least one --set NAME=STRENGTH; this model has {', '.join(directions)}")
+    if not strengths and not targets:
+        raise UserError(f"give at least one --set NAME=STRENGTH or --target NAME=VALUE; this model has {', '.join(directions)}")
     layers = dict(parse_layers(s, G.n_latent) for s in args.layers)
     latent = load_latent_for(args.latent, G, m.name)
-    edited = edit_latent(latent, G.n_latent, directions, strengths, args.condition, layers)
+    if (targets or args.region) and latent.latent.shape[0] != 1:
+        raise UserError(f"--target and --region work on one face; {args.latent.name} holds {latent.latent.shape[0]}")
+    edited = edit_latent(latent, G.n_latent, directions, strengths, args.condition, layers) if strengths else latent
     if latent.generator:
         from ..checkpoints import load_native
 
@@ -169,10 +182,23 @@ def run_edit(args: argparse.Namespace) -> int:
     import torch
 
     from ..imaging import to_uint8
+    from ..latents import Latent
+    from .creative import localize, reach_targets
 
+    reports = []
+    if targets:
+        moved, reached = reach_targets(G, edited.wplus(G.n_latent), edited.noise, directions, targets, args.tolerance,
+                                       args.identity_limit, args.condition)  # fmt: skip
+        edited = Latent(moved, edited.model, "wplus", edited.alignment, edited.noise, edited.generator)
+        reports = [{"name": r.name, "target": r.target, "reached": r.reached, "value": round(r.value, 3),
+                    "strength": round(r.strength, 3), "steps": r.steps, "identity_distance": round(r.identity_distance, 3),
+                    "message": r.message} for r in reached]  # fmt: skip
     with torch.no_grad():
         noise = [n.to(G.device) for n in edited.noise] if edited.noise is not None else G.noise_buffers()
         image = to_uint8(G.synthesis(edited.wplus(G.n_latent).to(G.device), noise=noise))
+        if args.region:
+            unedited = to_uint8(G.synthesis(latent.wplus(G.n_latent).to(G.device), noise=noise))
+            image = localize(unedited[0], image[0], args.region)[None]
     faces = list(image)
     paths = (
         [args.out]
@@ -182,13 +208,20 @@ def run_edit(args: argparse.Namespace) -> int:
     for face, path in zip(faces, paths):
         save_image(face, path)
     result = {"out": [str(p) for p in paths], "space": edited.space, "edits": strengths, "conditioning": args.condition}
+    if reports:
+        result["targets"] = reports
+    if args.region:
+        result["region"] = args.region
     if args.latent_out is not None:
         save_latent(args.latent_out, edited)
         result["latent"] = str(args.latent_out)
     if photo is not None:
         result["composite"] = str(paste(photo, faces[0], args, m.alignment))
     print(json.dumps(result))
-    return 0
+    missed = [r["message"] for r in reports if not r["reached"]]
+    for message in missed:  # the closest face is written all the same
+        print(f"error: {message}", file=sys.stderr)
+    return 2 if missed else 0
 
 
 def paste(photo, face, args: argparse.Namespace, template: str) -> Path:
