@@ -18,6 +18,8 @@ from .directions import Direction, render
 from .edit import apply_edits
 from .errors import UserError
 from .generator import Generator
+from .images import save_image
+from .imaging import to_uint8
 
 SWEEP = (-2.0, 2.0)  # standard deviations
 FRAMES = 24
@@ -49,10 +51,20 @@ def sweep_codes(wplus: torch.Tensor, directions: Mapping[str, Direction], names:
     return torch.cat([apply_edits(wplus, directions, {n: float(s) for n in names}) for s in strengths])
 
 
+def render_codes(G: Generator, codes: torch.Tensor, noise: list[torch.Tensor] | None = None) -> np.ndarray:
+    """(n, res, res, 3) uint8 faces of W+ ``codes``, with the face's own noise maps when it has them."""
+    if noise is None:
+        return render(G, codes)
+    with torch.no_grad():
+        maps = [n.to(G.device) for n in noise]
+        return np.concatenate([to_uint8(G.synthesis(c[None].to(G.device), noise=maps)) for c in codes])
+
+
 def sweep_frames(G: Generator, wplus: torch.Tensor, directions: Mapping[str, Direction], names: Sequence[str],
-                 span: tuple[float, float] = SWEEP, frames: int = FRAMES, size: int = SHOW_SIZE) -> np.ndarray:  # fmt: skip
+                 span: tuple[float, float] = SWEEP, frames: int = FRAMES, size: int = SHOW_SIZE,
+                 noise: list[torch.Tensor] | None = None) -> np.ndarray:  # fmt: skip
     """(T, size, size, 3) uint8 frames of the sweep."""
-    faces = render(G, sweep_codes(wplus, directions, names, span, frames))
+    faces = render_codes(G, sweep_codes(wplus, directions, names, span, frames), noise)
     return np.stack([enlarge(f, size) for f in faces])
 
 
@@ -103,12 +115,13 @@ def side_by_side(before: np.ndarray, after: np.ndarray, captions: tuple[str, str
 
 
 def contact_sheet(G: Generator, wplus: torch.Tensor, directions: Mapping[str, Direction], names: Sequence[str],
-                  strengths: Sequence[float] = SHEET_STRENGTHS, size: int = SHEET_SIZE) -> np.ndarray:  # fmt: skip
+                  strengths: Sequence[float] = SHEET_STRENGTHS, size: int = SHEET_SIZE,
+                  noise: list[torch.Tensor] | None = None) -> np.ndarray:  # fmt: skip
     """One row per direction, one column per strength, each face captioned ``name +1``."""
     if not names:
         raise UserError("name at least one direction for the contact sheet")
     codes = torch.cat([apply_edits(wplus, directions, {n: float(s)}) for n in names for s in strengths])
-    faces = render(G, codes)
+    faces = render_codes(G, codes, noise)
     tiles = [labelled(f, f"{n} {s:+g}", size) for f, (n, s) in zip(faces, [(n, s) for n in names for s in strengths])]
     pad = 4
     th, tw = tiles[0].shape[:2]
@@ -118,3 +131,26 @@ def contact_sheet(G: Generator, wplus: torch.Tensor, directions: Mapping[str, Di
         r, c = divmod(i, cols)
         sheet[pad + r * (th + pad) : pad + r * (th + pad) + th, pad + c * (tw + pad) : pad + c * (tw + pad) + tw] = tile
     return sheet
+
+
+def export_showcase(G: Generator, wplus: torch.Tensor, directions: Mapping[str, Direction], out: str | Path,
+                    sweep: Sequence[str] = ("age",), span: tuple[float, float] = SWEEP, frames: int = FRAMES,
+                    fps: int = FPS, sheet: Sequence[str] = (), after: Mapping[str, float] | None = None,
+                    model: str | None = None, noise: list[torch.Tensor] | None = None) -> dict[str, Path]:  # fmt: skip
+    """``sweep.gif``, ``sweep.mp4``, ``before_after.png`` (default: the sweep's end) and ``sheet.png``
+    (default rows: the first four directions) of the face ``wplus`` in the folder ``out``."""
+    sheet = list(sheet) or list(directions)[:4]
+    after = dict(after or {}) or {n: span[1] for n in sweep}
+    for name in [*sweep, *sheet, *after]:
+        if name not in directions:
+            raise UserError(f"unknown direction {name!r}; this model has {', '.join(directions) or 'none'}")
+    out = Path(out)
+    clip = sweep_frames(G, wplus, directions, sweep, span, frames, noise=noise)
+    before, edited = render_codes(G, torch.cat([wplus, apply_edits(wplus, directions, after)]), noise)
+    caption = ", ".join(f"{n} {s:+g}" for n, s in after.items())
+    return {
+        "gif": write_gif(clip, out / "sweep.gif", fps, model),
+        "mp4": write_mp4(clip, out / "sweep.mp4", fps, model),
+        "before_after": save_image(side_by_side(before, edited, ("before", caption)), out / "before_after.png", model=model),
+        "sheet": save_image(contact_sheet(G, wplus, directions, sheet, noise=noise), out / "sheet.png", model=model),
+    }

@@ -580,12 +580,7 @@ class Studio:
             raise UserError(model.directions_note or f"model {model.name} has no edit directions yet")
         wplus = apply_edits(session.latent.wplus(model.n_latent).to(model.generator.device), model.directions,
                             strengths, conditioning, layers)  # fmt: skip
-        image = model.render(wplus, session.latent.noise, session.tuned)
-        session.edited = image
-        result = EditResult(image, self.scores(session, image))
-        if paste:
-            result.composite = self.paste(session, image)
-        return result
+        return self._show(session, model, wplus, paste)
 
     def paste(self, session: Session, face: np.ndarray | None = None) -> np.ndarray:
         """``face`` (default: the last edit) blended back into the original photo."""
@@ -661,6 +656,90 @@ class Studio:
         self.open_photo(other, source)
         self.align(other, 0)
         return self.encode(other).latent
+
+    # ---- 7. create: expression transfer, edit to a target, localized edits, augmentation, showcase
+
+    def _face(self, session: Session) -> tuple[Model, torch.Tensor]:
+        model = self.session_model(session)
+        if session.latent is None:
+            raise UserError("encode a face first (tab 2), or start from a random face")
+        if not model.directions:
+            raise UserError(model.directions_note or f"model {model.name} has no edit directions yet")
+        return model, session.latent.wplus(model.n_latent).to(model.generator.device)
+
+    def _show(self, session: Session, model: Model, wplus: torch.Tensor, paste: bool = False,
+              image: np.ndarray | None = None) -> EditResult:  # fmt: skip
+        """The edited face (rendered from ``wplus`` unless given) with its scores, and pasted back if asked."""
+        image = model.render(wplus, session.latent.noise, session.tuned) if image is None else image
+        session.edited = image
+        result = EditResult(image, self.scores(session, image))
+        if paste:
+            result.composite = self.paste(session, image)
+        return result
+
+    def transfer(self, session: Session, other: Latent, mode: str = "replace", strength: float = 1.0) -> EditResult:
+        """The current face with ``other``'s expression (emotion, smile and mouth directions only)."""
+        from .expression import transfer_expression
+
+        model, a = self._face(session)
+        moved = transfer_expression(a, other.wplus(model.n_latent), model.directions, model.w_mean, mode, strength)
+        result = self._show(session, model, moved)
+        result.scores["expression_source"] = face_scores(model.render(other.wplus(model.n_latent)))
+        return result
+
+    def edit_to_target(self, session: Session, name: str, value: float, tolerance: float | None = None,
+                       identity_limit: float = IDENTITY_SAME, paste: bool = False):  # fmt: skip
+        """Step the current face along ``name``'s direction until the classifiers read ``value``.
+
+        Returns the :class:`pipeline.target_edit.TargetResult` and the :class:`EditResult` of
+        the face it stopped at (the closest one when the target cannot be reached)."""
+        from .target_edit import edit_to_target
+
+        model, wplus = self._face(session)
+        result = edit_to_target(session.tuned or model.generator, wplus, model.directions, name, float(value), tolerance,
+                                identity_limit, noise=session.latent.noise, measure=analyze_faces)  # fmt: skip
+        return result, self._show(session, model, result.wplus, paste)
+
+    def localized_edit(self, session: Session, strengths: dict[str, float], region: str,
+                       layers: tuple[int, int] | None = None, paste: bool = False) -> EditResult:  # fmt: skip
+        """An edit kept to one region of the face (eyes, brows, mouth, nose, face, hair), blended in image space."""
+        from .regions import blend, region_mask
+
+        model, wplus = self._face(session)
+        before = model.render(wplus, session.latent.noise, session.tuned)
+        after = model.render(apply_edits(wplus, model.directions, strengths, (), layers), session.latent.noise, session.tuned)
+        with DLIB_LOCK:
+            from .attributes import analyze
+
+            landmarks = analyze([before], identity=False)[0].landmarks
+        return self._show(session, model, wplus, paste, image=blend(before, after, region_mask(landmarks, before.shape[0], region)))
+
+    def augment(self, session: Session, n: int = 16, seed: int = 0) -> tuple[Path, dict]:
+        """A zip of ``n`` labelled variants of the current face (labels.csv inside) and the label agreement."""
+        from .attributes import analyze
+        from .augment import label_agreement, make_variants, write_zip
+
+        model, wplus = self._face(session)
+
+        def measure(images):
+            with DLIB_LOCK:
+                return analyze(images, identity=False)
+
+        variants, base = make_variants(session.tuned or model.generator, wplus, model.directions, int(n), int(seed), measure)
+        original = model.render(wplus, session.latent.noise, session.tuned)
+        path = write_zip(session.file(f"{session.photo_name}-variants.zip"), variants, base, original, model.name)
+        return path, label_agreement(variants, base)
+
+    def showcase(self, session: Session, sweep: list[str] | tuple[str, ...] = ("age",), span: tuple[float, float] = (-2.0, 2.0),
+                 frames: int = 24, sheet: list[str] | tuple[str, ...] = ()) -> Downloads:  # fmt: skip
+        """A sweep along ``sweep`` (GIF and MP4), a before/after and a contact sheet of the current face."""
+        from .showcase import export_showcase
+
+        model, wplus = self._face(session)
+        folder = session.file(f"{session.photo_name}-showcase.d")  # a fresh folder per export
+        files = export_showcase(session.tuned or model.generator, wplus, model.directions, folder, list(sweep) or ["age"],
+                                span, int(frames), sheet=list(sheet), model=model.name, noise=session.latent.noise)  # fmt: skip
+        return Downloads(image=files["before_after"], video=files["mp4"], extra={"gif": files["gif"], "sheet": files["sheet"]})
 
     # ---- random faces and latent files
 

@@ -230,41 +230,17 @@ def run_augment(args: argparse.Namespace) -> int:
 
 def run_showcase(args: argparse.Namespace) -> int:
     from ..edit import parse_strength
+    from ..showcase import export_showcase
 
     set_threads(args.threads)
-    after_edit = dict(parse_strength(s) for s in args.after)
+    after = dict(parse_strength(s) for s in args.after)
     m = load_model(args.model, args.weights)
     directions = load_model_directions(m, args.directions)
     face = load_face(args.face, m)
     started = time.monotonic()
-    files = export_showcase(face, directions, m.name, args.out, args.sweep or ["age"], tuple(args.range), args.frames,
-                            args.fps, args.sheet or list(directions)[:4], after_edit)  # fmt: skip
+    files = export_showcase(face.generator, face.wplus, directions, args.out, args.sweep or ["age"], tuple(args.range),
+                            args.frames, args.fps, args.sheet, after, m.name, face.noise)  # fmt: skip
     return emit({**{k: str(v) for k, v in files.items()}, "seconds": round(time.monotonic() - started, 2)})
-
-
-def export_showcase(face: FaceCode, directions, model: str, out: Path, sweep: list[str], span: tuple[float, float],
-                    frames: int, fps: int, sheet: list[str], after_edit: dict[str, float]) -> dict[str, Path]:  # fmt: skip
-    """The four showcase files of one face in ``out``."""
-    from ..edit import apply_edits
-    from ..errors import UserError
-    from ..images import save_image
-    from ..showcase import contact_sheet, side_by_side, sweep_frames, write_gif, write_mp4
-
-    for name in [*sweep, *sheet, *after_edit]:
-        if name not in directions:
-            raise UserError(f"unknown direction {name!r}; this model has {', '.join(directions)}")
-    G = face.generator
-    clip = sweep_frames(G, face.wplus, directions, sweep, span, frames)
-    after_edit = after_edit or {n: span[1] for n in sweep}
-    before = render_face(face, face.wplus)
-    after = render_face(face, apply_edits(face.wplus, directions, after_edit))
-    caption = ", ".join(f"{n} {s:+g}" for n, s in after_edit.items())
-    return {
-        "gif": write_gif(clip, out / "sweep.gif", fps, model),
-        "mp4": write_mp4(clip, out / "sweep.mp4", fps, model),
-        "before_after": save_image(side_by_side(before, after, ("before", caption)), out / "before_after.png", model=model),
-        "sheet": save_image(contact_sheet(G, face.wplus, directions, sheet), out / "sheet.png", model=model),
-    }
 
 
 def run_batch(args: argparse.Namespace) -> int:
