@@ -17,8 +17,10 @@ from pathlib import Path
 import gradio as gr
 
 from pipeline import limits, provenance, speech
+from pipeline.attributes import SCORE_NAMES
 from pipeline.directions import layer_groups
 from pipeline.errors import UserError
+from pipeline.regions import REGIONS
 from pipeline.studio import (
     DEFAULTS,
     OVERRIDE_ENV,
@@ -255,6 +257,64 @@ def mix(session: Session, other: str | None, seed: float, amount: float, groups:
     return show(session, image), path(studio.save_image(session, image, "mix"))
 
 
+@friendly
+@gpu
+def edit_to_target(session: Session, name: str | None, value: float, tolerance: float, paste: bool):
+    if not name:
+        raise UserError("choose the attribute to aim at")
+    target, result = studio.edit_to_target(session, name, value, tolerance or None, paste=paste)
+    verdict = "Reached" if target.reached else "Not reached"
+    steps = " → ".join(f"{h['strength']:+.2f}: {h['value']:.3g}" for h in target.history)
+    note = f"**{verdict}.** {target.message}\n\nSteps (standard deviations: reading): {steps}"
+    composite = show(session, result.composite) if result.composite is not None else None
+    return (show(session, result.image), note, composite,
+            path(studio.save_image(session, result.image, f"{name}-{value:g}")))  # fmt: skip
+
+
+@friendly
+@gpu
+def localized_edit(session: Session, name: str | None, strength: float, region: str, paste: bool):
+    if not name:
+        raise UserError("choose the direction to edit")
+    result = studio.localized_edit(session, {name: float(strength)}, region, paste=paste)
+    composite = show(session, result.composite) if result.composite is not None else None
+    return (show(session, result.image), scores_table(result.scores), composite,
+            path(studio.save_image(session, result.image, f"{name}-{region}")))  # fmt: skip
+
+
+@friendly
+@gpu
+def transfer(session: Session, other: str | None, seed: float, mode: str, strength: float):
+    latent = studio.other_face(session, other, None if other else int(seed))
+    result = studio.transfer(session, latent, mode, strength)
+    source = result.scores.pop("expression_source")
+    note = f"Expression from B: {source['emotion']}, smile {source['smile']}.\n\n" + scores_table(result.scores)
+    return show(session, result.image), note, path(studio.save_image(session, result.image, "expression"))
+
+
+@friendly
+@gpu
+def augment(session: Session, n: float, seed: float):
+    archive, agreement = studio.augment(session, int(n), int(seed))
+    return str(archive), agreement
+
+
+@friendly
+@gpu
+def showcase(session: Session, sweep: list[str], low: float, high: float, frames: float, sheet: list[str]):
+    files = studio.showcase(session, sweep or ["age"], (float(low), float(high)), int(frames), sheet or [])
+    gif, sheet_png = str(files.extra["gif"]), str(files.extra["sheet"])
+    return gif, str(files.video), str(files.image), sheet_png, [gif, str(files.video), str(files.image), sheet_png]
+
+
+def create_choices(session: Session):
+    """The Create tab's direction pickers, for the session's model."""
+    names, targets = list(studio.directions(session)), studio.target_names(session)
+    pick = lambda options: gr.Dropdown(choices=options, value=options[0] if options else None)  # noqa: E731
+    return (pick(targets), pick(names), gr.CheckboxGroup(choices=names, value=names[:1]),
+            gr.CheckboxGroup(choices=names, value=names[:4]))  # fmt: skip
+
+
 def current_face(session: Session):
     return show(session, session.reconstruction)
 
@@ -290,6 +350,8 @@ def build() -> gr.Blocks:
     loaded = initial_model(default)
     names = list(loaded.directions)[:MAX_DIRECTIONS] if loaded else []
     last_layer = loaded.n_latent - 1 if loaded else 9
+    names_all = list(loaded.directions) if loaded else []
+    target_names = [n for n in names_all if n in SCORE_NAMES]
     with gr.Blocks(title="Face studio", delete_cache=(1800, 3600)) as demo:
         # Deleted (with its files) when the tab closes, or after the idle time: API clients never close.
         state = gr.State(new_session, delete_callback=close_session, time_to_live=limits.session_seconds())
@@ -395,6 +457,64 @@ def build() -> gr.Blocks:
                 mix_file = gr.File(label="Mixed face")
                 mix_latent = gr.File(label="latent", visible=False)
                 start_row(state, face_a, mix_latent, "mix")
+            with gr.Tab("7 Create") as create_tab:
+                gr.Markdown("Aim an edit at a value, keep it to one region, give the face another's expression, "
+                            "make a labelled set of variants, or export a demo.")  # fmt: skip
+                with gr.Row():
+                    create_face = gr.Image(label="Face (current)", interactive=False, format="png", height=256)
+                    create_out = gr.Image(label="Result", interactive=False, format="png", height=256)
+                    with gr.Column():
+                        create_note = gr.Markdown(elem_id="create-note")
+                        create_file = gr.File(label="Result face")
+                create_composite = gr.Image(label="Composite photo", interactive=False, format="png")
+                with gr.Accordion("Edit to a target value (\"make her 60\")", open=True):
+                    with gr.Row():
+                        target_name = gr.Dropdown(target_names, value=target_names[0] if target_names else None,
+                                                  label="Attribute")  # fmt: skip
+                        target_value = gr.Number(label="Target (years, degrees, or a probability 0-1)", value=60)
+                        target_tol = gr.Number(label="Tolerance (0: default, e.g. 3 years)", value=0)
+                        target_paste = gr.Checkbox(label="Paste back into the photo")
+                    target_btn = gr.Button("Edit to target", variant="primary")
+                with gr.Accordion("Localized edit", open=False):
+                    with gr.Row():
+                        local_name = gr.Dropdown(names_all, value=names_all[0] if names_all else None, label="Direction")
+                        local_strength = gr.Slider(-4, 4, value=2, step=0.1, label="Strength (standard deviations)")
+                        local_region = gr.Radio(list(REGIONS), value="mouth", label="Region (hair: everything outside the face)")
+                        local_paste = gr.Checkbox(label="Paste back into the photo")
+                    local_btn = gr.Button("Edit this region")
+                with gr.Accordion("Expression transfer", open=False):
+                    with gr.Row():
+                        expr_other = gr.File(label="Face B: a photo or latent file (empty: a random face)",
+                                             file_types=["image", ".safetensors"])  # fmt: skip
+                        expr_seed = gr.Number(label="random face B seed", value=4, precision=0)
+                        expr_mode = gr.Radio([("Replace A's expression", "replace"), ("Add B's to A's", "add")],
+                                             value="replace", label="Mode")  # fmt: skip
+                        expr_strength = gr.Slider(0, 2, value=1, step=0.1, label="Strength")
+                    expr_btn = gr.Button("Transfer expression")
+                with gr.Accordion("Augmentation set", open=False):
+                    with gr.Row():
+                        aug_n = gr.Slider(1, 200, value=16, step=1, label="Variants")
+                        aug_seed = gr.Number(label="seed", value=0, precision=0)
+                        aug_btn = gr.Button("Make the set (zip with labels.csv)")
+                    with gr.Row():
+                        aug_file = gr.File(label="Variants (zip)")
+                        aug_agreement = gr.JSON(label="Label agreement (share of edits read the requested way)")
+                with gr.Accordion("Showcase export", open=False):
+                    with gr.Row():
+                        show_sweep = gr.CheckboxGroup(names_all, value=names_all[:1], label="Sweep along")
+                        show_low = gr.Slider(-4, 0, value=-2, step=0.5, label="from (standard deviations)")
+                        show_high = gr.Slider(0, 4, value=2, step=0.5, label="to")
+                        show_frames = gr.Slider(4, 96, value=24, step=2, label="frames")
+                    show_sheet = gr.CheckboxGroup(names_all, value=names_all[:4], label="Contact sheet rows")
+                    show_btn = gr.Button("Export")
+                    with gr.Row():
+                        show_gif = gr.Image(label="Sweep (GIF)", type="filepath", interactive=False)
+                        show_video = gr.Video(label="Sweep (MP4)")
+                        show_pair = gr.Image(label="Before / after", type="filepath", interactive=False)
+                    show_sheet_img = gr.Image(label="Contact sheet", type="filepath", interactive=False)
+                    show_files = gr.File(label="Downloads", file_count="multiple")
+                create_latent = gr.File(label="latent", visible=False)
+                start_row(state, create_face, create_latent, "create")
         gr.Markdown(NOTE)
 
         model_outputs = [state, about, edit_note_md, conditioning, first, last, *sliders]
@@ -413,8 +533,22 @@ def build() -> gr.Blocks:
         talk_btn.click(talk, [state, text, voice, wpm, audio], [video, video_file], api_name="talk",
                        concurrency_limit=1, concurrency_id=HEAVY)  # fmt: skip
         mix_btn.click(mix, [state, other, seed_b, amount, groups], [mixed, mix_file], api_name="mix")
+        model.change(create_choices, [state], [target_name, local_name, show_sweep, show_sheet], api_name=False)
+        create_shown = [create_out, create_note, create_composite, create_file]
+        target_btn.click(edit_to_target, [state, target_name, target_value, target_tol, target_paste], create_shown,
+                         api_name="edit_to_target")  # fmt: skip
+        local_btn.click(localized_edit, [state, local_name, local_strength, local_region, local_paste], create_shown,
+                        api_name="localized_edit")  # fmt: skip
+        expr_btn.click(transfer, [state, expr_other, expr_seed, expr_mode, expr_strength], [create_out, create_note, create_file],
+                       api_name="transfer")  # fmt: skip
+        aug_btn.click(augment, [state, aug_n, aug_seed], [aug_file, aug_agreement], api_name="augment",
+                      concurrency_limit=1, concurrency_id=HEAVY)  # fmt: skip
+        show_btn.click(showcase, [state, show_sweep, show_low, show_high, show_frames, show_sheet],
+                       [show_gif, show_video, show_pair, show_sheet_img, show_files], api_name="showcase",
+                       concurrency_limit=1, concurrency_id=HEAVY)  # fmt: skip
         # Entering a tab shows the face it will work on.
-        for tab, tab_face in ((edit_tab, before), (talk_tab, talk_face), (mix_tab, face_a), (opt_tab, opt_preview)):
+        for tab, tab_face in ((edit_tab, before), (talk_tab, talk_face), (mix_tab, face_a), (opt_tab, opt_preview),
+                              (create_tab, create_face)):
             tab.select(current_face, [state], [tab_face], api_name=False)
         demo.queue(default_concurrency_limit=limits.concurrent_jobs())
     return demo

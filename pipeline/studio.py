@@ -659,6 +659,12 @@ class Studio:
 
     # ---- 7. create: expression transfer, edit to a target, localized edits, augmentation, showcase
 
+    def target_names(self, session: Session | None = None) -> list[str]:
+        """Directions whose attribute the classifiers read back: the ones an edit can aim at a value of."""
+        from .attributes import SCORE_NAMES
+
+        return [n for n in self.directions(session) if n in SCORE_NAMES]
+
     def _face(self, session: Session) -> tuple[Model, torch.Tensor]:
         model = self.session_model(session)
         if session.latent is None:
