@@ -89,6 +89,7 @@ def register(sub, groups) -> None:
     add_model_args(p)
     p.add_argument("--directions", type=Path, default=None)
     p.add_argument("--faces", type=int, default=20, help="random faces for the target-edit measure")
+    p.add_argument("--photos", type=Path, default=Path("tests/data/faces"), help="photos for the batch measure")
     p.add_argument("--out", type=Path, default=Path("bench/creative.json"))
     p.add_argument("--sheet", type=Path, default=Path("bench/creative_sheet.png"))
     p.add_argument("--threads", type=int, default=1)
@@ -309,8 +310,9 @@ def run_bench(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     m = load_model(args.model, args.weights)
     directions = load_model_directions(m, args.directions)
-    result = bench_creative(m.generator, directions, m.name, n_faces=args.faces, sheet=args.sheet,
-                            log=lambda s: print(s, file=sys.stderr))  # fmt: skip
+    photos = sorted(p for p in args.photos.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")) if args.photos.is_dir() else []
+    result = bench_creative(m.generator, directions, m.name, m.encoder, m.alignment, photos, n_faces=args.faces,
+                            sheet=args.sheet, log=lambda s: print(s, file=sys.stderr))  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=None if args.json else 2))
