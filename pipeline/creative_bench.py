@@ -43,7 +43,7 @@ PUSHED = ("neutral", "angry", "surprise", "sad", "fear", "happy")
 PUSH = 3.0  # standard deviations
 TARGETS = (("age", 20.0), ("age", 40.0), ("age", 60.0), ("happy", 0.9), ("happy", 0.1))
 LOCAL = (("smile", 3.0, "mouth"), ("eyes_open", 3.0, "eyes"), ("age", 2.0, "hair"))
-TILE = 80
+TILE = 96
 
 Log = Callable[[str], None]
 
@@ -101,13 +101,13 @@ def bench_transfer(G: Generator, directions: Mapping[str, Direction], pairs: int
         emotion_gap.append((emotion_l1(fa, fb), emotion_l1(fr, fb)))
         if i < 2:
             shown += [labelled(images[0], "A", TILE), labelled(images[1], f"B {top(fb)}", TILE),
-                      labelled(images[2], f"A+B's {top(fr)}", TILE)]  # fmt: skip
+                      labelled(images[2], f"A+B's: {top(fr)}", TILE)]  # fmt: skip
     result = {"pairs": pairs, "top_emotion_agreement_before": _mean(before_agree),
               "top_emotion_agreement": _mean(after_agree),
               "emotion_l1_to_b_before": _mean([g[0] for g in emotion_gap]),
               "emotion_l1_to_b_after": _mean([g[1] for g in emotion_gap]),
               "identity_distance_to_a": _mean(to_a), "identity_distance_b_to_a": _mean(b_to_a)}  # fmt: skip
-    return result, shown[:5]
+    return result, shown
 
 
 def bench_targets(G: Generator, directions: Mapping[str, Direction], n_faces: int, log: Log) -> tuple[dict, list[np.ndarray]]:
@@ -122,7 +122,9 @@ def bench_targets(G: Generator, directions: Mapping[str, Direction], n_faces: in
             why = "reached" if r.reached else "identity" if "identity" in r.message else "unreachable"
             per_target[f"{name}={value:g}"].append((r.reached, r.steps, why))
             if i == 0 and name == "age":
-                shown.append(labelled(r.image, f"age {value:g}: {r.value:.0f}", TILE))
+                if not shown:
+                    shown.append(labelled(render(G, faces[:1])[0], f"start: {r.start_value:.0f}", TILE))
+                shown.append(labelled(r.image, f"aim {value:g}: {r.value:.0f}{'' if r.reached else ' missed'}", TILE))
         log(f"targets: face {i + 1}/{n_faces}, {time.monotonic() - started:.0f} s")
     everything = [x for rows in per_target.values() for x in rows]
     reached = [x for x in everything if x[0]]
@@ -204,8 +206,24 @@ def bench_batch(G: Generator, encoder: Encoder | None, template: str, directions
             "seconds_per_file": round(seconds / len(rows), 2)}  # fmt: skip
 
 
-def sheet_image(rows: list[list[np.ndarray]]) -> np.ndarray:
-    rows = [r for r in rows if r]
+def title_tile(text: str, like: np.ndarray) -> np.ndarray:
+    """A blank tile the size of ``like`` with ``text`` in it: the row's name."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    h, w = like.shape[:2]
+    im = Image.new("RGB", (w, h), (255, 255, 255))
+    draw = ImageDraw.Draw(im)
+    font = ImageFont.load_default(size=max(10, w // 7))
+    lines = text.split("\n")
+    for k, line in enumerate(lines):
+        width = draw.textlength(line, font=font)
+        draw.text(((w - width) / 2, h / 2 + (k - len(lines) / 2) * font.size * 1.2), line, fill=(0, 0, 0), font=font)
+    return np.asarray(im)
+
+
+def sheet_image(rows: list[tuple[str, list[np.ndarray]]]) -> np.ndarray:
+    """Rows of captioned tiles, each row led by its title."""
+    rows = [[title_tile(title, tiles[0]), *tiles] for title, tiles in rows if tiles]
     th, tw = rows[0][0].shape[:2]
     cols, pad = max(len(r) for r in rows), 4
     sheet = np.full((len(rows) * (th + pad) + pad, cols * (tw + pad) + pad, 3), 255, np.uint8)
@@ -257,6 +275,8 @@ def bench_creative(G: Generator, directions: Mapping[str, Direction], model: str
         "seconds": timings, "threads": torch.get_num_threads(), "device": str(G.device), "cpu": platform.processor() or platform.machine(),
     }  # fmt: skip
     if sheet is not None:
-        save_image(sheet_image([mix_row, transfer_row, target_row, local_row, augment_row]), sheet, model=model)
+        rows = [("mixing\nA -> B", mix_row), ("expression\ntransfer", transfer_row), ("edit to\ntarget age", target_row),
+                ("localized\nedit", local_row), ("augment\nvariants", augment_row)]  # fmt: skip
+        save_image(sheet_image(rows), sheet, model=model)
         result["sheet"] = str(sheet)
     return result
