@@ -53,7 +53,10 @@ def transfer_expression(a: torch.Tensor, b: torch.Tensor, directions: Mapping[st
         raise UserError("adding an expression needs the neutral face it is measured from")
     basis, (lo, hi) = expression_basis(directions)
     basis = basis.to(a)
-    reference = a if mode == "replace" else neutral.to(a).expand_as(a) if neutral.ndim == 3 else neutral.to(a)[:, None]
+    if mode == "replace":
+        reference = a
+    else:  # a W (1, dim) neutral face stands for every row
+        reference = neutral.to(a) if neutral.ndim == 3 else neutral.to(a)[:, None]
     difference = b.to(a) - reference
     moved = a.clone()
     moved[:, lo:hi] += float(strength) * (difference[:, lo:hi] @ basis) @ basis.T

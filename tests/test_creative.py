@@ -95,8 +95,13 @@ def test_expression_transfer_moves_only_along_expression_directions():
     assert torch.allclose(out @ rest, a @ rest, atol=1e-5)  # everything else is A's
     assert torch.equal(out[:, hi:], a[:, hi:])
     assert torch.allclose((out - a)[0] @ directions["age"].vector, torch.zeros(rows), atol=1e-5)  # age untouched
+    neutral = torch.randn(1, dim, generator=g)  # e.g. the mean W
+    added = transfer_expression(a, b, directions, neutral, mode="add")
+    assert torch.allclose(added[:, lo:hi] @ basis, (a + b - neutral[:, None])[:, lo:hi] @ basis, atol=1e-5)
     with pytest.raises(UserError, match="no expression directions"):
         transfer_expression(a, b, {"age": directions["age"]})
+    with pytest.raises(UserError, match="neutral face"):
+        transfer_expression(a, b, directions, mode="add")
 
 
 # --------------------------------------------------------------------------- edit to a target
