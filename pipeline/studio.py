@@ -1,7 +1,8 @@
 """The studio's steps as plain Python: one method per tab of the app, on arrays and dataclasses.
 
 ``Studio`` is what the Gradio app (``app.py``) calls, and what a script or test can call
-without it: align, encode, optimise, edit, paste back, talk, mix, random face. Models are
+without it: align, encode, optimise, edit, paste back, talk, mix, random face, and the creative
+steps (edit to a target, localized edit, expression transfer, augmentation set, showcase). Models are
 loaded once per process and shared read-only by every session (:func:`load_model` is
 cached; inversion never writes to the shared generator). Everything that belongs to one
 user lives in a :class:`Session`: their photo, faces, latent code, tuned generator and a
