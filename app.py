@@ -307,12 +307,22 @@ def showcase(session: Session, sweep: list[str], low: float, high: float, frames
     return gif, str(files.video), str(files.image), sheet_png, [gif, str(files.video), str(files.image), sheet_png]
 
 
+@friendly
+@gpu
+def batch(session: Session, photos: list[str] | None, name: str | None, strength: float, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
+    if not name:
+        raise UserError("choose the direction to edit")
+    archive, rows = studio.batch(session, photos or [], {name: float(strength)})
+    table = [[r.file, r.status, r.reason, r.seconds] for r in rows]
+    return str(archive), table
+
+
 def create_choices(session: Session):
     """The Create tab's direction pickers, for the session's model."""
     names, targets = list(studio.directions(session)), studio.target_names(session)
     pick = lambda options: gr.Dropdown(choices=options, value=options[0] if options else None)  # noqa: E731
     return (pick(targets), pick(names), gr.CheckboxGroup(choices=names, value=names[:1]),
-            gr.CheckboxGroup(choices=names, value=names[:4]))  # fmt: skip
+            gr.CheckboxGroup(choices=names, value=names[:4]), pick(names))  # fmt: skip
 
 
 def current_face(session: Session):
@@ -513,6 +523,18 @@ def build() -> gr.Blocks:
                         show_pair = gr.Image(label="Before / after", type="filepath", interactive=False)
                     show_sheet_img = gr.Image(label="Contact sheet", type="filepath", interactive=False)
                     show_files = gr.File(label="Downloads", file_count="multiple")
+                with gr.Accordion("Batch: edit a set of photos", open=False):
+                    with gr.Row():
+                        batch_photos = gr.File(label=f"Photos (up to {limits.batch_photos()})", file_count="multiple",
+                                               file_types=["image"])  # fmt: skip
+                        with gr.Column():
+                            batch_name = gr.Dropdown(names_all, value=names_all[0] if names_all else None, label="Direction")
+                            batch_strength = gr.Slider(-4, 4, value=2, step=0.1, label="Strength (standard deviations)")
+                            batch_btn = gr.Button("Edit every photo")
+                    with gr.Row():
+                        batch_file = gr.File(label="Edited photos and report.csv (zip)")
+                        batch_report = gr.Dataframe(headers=["file", "status", "reason", "seconds"], label="Report",
+                                                    interactive=False)  # fmt: skip
                 create_latent = gr.File(label="latent", visible=False)
                 start_row(state, create_face, create_latent, "create")
         gr.Markdown(NOTE)
@@ -533,7 +555,7 @@ def build() -> gr.Blocks:
         talk_btn.click(talk, [state, text, voice, wpm, audio], [video, video_file], api_name="talk",
                        concurrency_limit=1, concurrency_id=HEAVY)  # fmt: skip
         mix_btn.click(mix, [state, other, seed_b, amount, groups], [mixed, mix_file], api_name="mix")
-        model.change(create_choices, [state], [target_name, local_name, show_sweep, show_sheet], api_name=False)
+        model.change(create_choices, [state], [target_name, local_name, show_sweep, show_sheet, batch_name], api_name=False)
         create_shown = [create_out, create_note, create_composite, create_file]
         target_btn.click(edit_to_target, [state, target_name, target_value, target_tol, target_paste], create_shown,
                          api_name="edit_to_target")  # fmt: skip
@@ -546,6 +568,8 @@ def build() -> gr.Blocks:
         show_btn.click(showcase, [state, show_sweep, show_low, show_high, show_frames, show_sheet],
                        [show_gif, show_video, show_pair, show_sheet_img, show_files], api_name="showcase",
                        concurrency_limit=1, concurrency_id=HEAVY)  # fmt: skip
+        batch_btn.click(batch, [state, batch_photos, batch_name, batch_strength], [batch_file, batch_report], api_name="batch",
+                        concurrency_limit=1, concurrency_id=HEAVY)  # fmt: skip
         # Entering a tab shows the face it will work on.
         for tab, tab_face in ((edit_tab, before), (talk_tab, talk_face), (mix_tab, face_a), (opt_tab, opt_preview),
                               (create_tab, create_face)):

@@ -42,7 +42,8 @@ AUDIO_SECONDS = Limit("STUDIO_MAX_AUDIO_SECONDS", 20.0, "length of an uploaded r
 PROMPT_CHARS = Limit("STUDIO_MAX_PROMPT_CHARS", 300, "characters of text to speak", integer=True)
 CONCURRENT_JOBS = Limit("STUDIO_CONCURRENT_JOBS", 4, "requests the app works on at once (the rest queue)", integer=True)
 SESSION_MINUTES = Limit("STUDIO_SESSION_MINUTES", 60.0, "idle time after which a session's photo, codes and files are deleted")
-ALL = (UPLOAD_MB, MEGAPIXELS, STEPS, AUDIO_SECONDS, PROMPT_CHARS, CONCURRENT_JOBS, SESSION_MINUTES)
+BATCH_PHOTOS = Limit("STUDIO_MAX_BATCH_PHOTOS", 20, "photos in one batch request of the app", integer=True)
+ALL = (UPLOAD_MB, MEGAPIXELS, STEPS, AUDIO_SECONDS, PROMPT_CHARS, CONCURRENT_JOBS, SESSION_MINUTES, BATCH_PHOTOS)
 
 
 def upload_bytes() -> int:
@@ -71,3 +72,7 @@ def concurrent_jobs() -> int:
 
 def session_seconds() -> float:
     return SESSION_MINUTES.value() * 60
+
+
+def batch_photos() -> int:
+    return int(BATCH_PHOTOS.value())

@@ -748,6 +748,39 @@ class Studio:
                                 span, int(frames), sheet=list(sheet), model=model.name, noise=session.latent.noise)  # fmt: skip
         return Downloads(image=files["before_after"], video=files["mp4"], extra={"gif": files["gif"], "sheet": files["sheet"]})
 
+    def batch(self, session: Session, photos: list[str | Path], strengths: dict[str, float]) -> tuple[Path, list]:
+        """Each photo's largest face edited and pasted back; a zip of the results with ``report.csv``
+        (ok, or why a photo failed) and the report's rows. A bad photo never stops the others."""
+        import zipfile
+
+        from . import limits
+        from .batch import Editor, run_batch
+
+        model = self.session_model(session)
+        if not photos:
+            raise UserError("upload some photos first")
+        if len(photos) > limits.batch_photos():
+            raise UserError(f"{len(photos)} photos; one batch takes at most {limits.batch_photos()} ({limits.BATCH_PHOTOS.env})")
+        if not model.directions:
+            raise UserError(model.directions_note or f"model {model.name} has no edit directions yet")
+        if model.encoder is None:
+            raise UserError(f"model {model.name} has no encoder to find each photo's code with")
+        work = session.file("batch.d")
+        folder = work / "photos"
+        folder.mkdir(parents=True)
+        for i, photo in enumerate(photos):
+            name = re.sub(r"[^\w.-]+", "_", Path(photo).name).strip("._-")[:MAX_NAME] or f"photo{i}"
+            shutil.copyfile(photo, folder / (name if not (folder / name).exists() else f"{i}-{name}"))
+        editor = Editor(model.generator, model.encoder, model.template, model.directions, strengths, model.name)
+        with DLIB_LOCK:
+            rows = run_batch(folder, work / "edited", editor)
+        archive = session.file(f"{session.photo_name}-batch.zip")
+        with zipfile.ZipFile(archive, "w") as z:
+            for path in sorted((work / "edited").rglob("*")):
+                if path.is_file():
+                    z.write(path, path.relative_to(work / "edited").as_posix())
+        return archive, rows
+
     # ---- random faces and latent files
 
     @staticmethod

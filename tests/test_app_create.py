@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client  # noqa: E402
+from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
-from test_app_api import EMBEDDED, launch_app, small_model  # noqa: E402
+from test_app_api import EMBEDDED, PHOTO, launch_app, small_model  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not (EMBEDDED / "directions.safetensors").is_file(), reason="no embedded directions")
 
@@ -68,3 +68,15 @@ def test_create_tab_end_to_end(client):
         assert g.n_frames == 6
     assert Path(video["video"] if isinstance(video, dict) else video).read_bytes()[4:8] == b"ftyp"
     assert image(pair).shape[1] > 2 * image(pair).shape[0] * 0.8 and len(files) == 4
+
+
+def test_batch_edits_the_good_photos_and_reports_the_bad_one(client, tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("not a photo")
+    archive, report = client.predict([handle_file(str(PHOTO)), handle_file(str(bad))], "age", 2.0, api_name="/batch")
+    rows = {r[0]: r for r in report["data"]}
+    assert rows["astronaut.png"][1] == "ok" and rows["notes.png"][1] == "failed" and "not an image" in rows["notes.png"][2]
+    with zipfile.ZipFile(archive) as z:
+        assert {"astronaut.png", "faces/astronaut.png", "report.csv"} <= set(z.namelist())
+        edited = np.asarray(Image.open(io.BytesIO(z.read("astronaut.png"))).convert("RGB"))
+    assert edited.shape == image(str(PHOTO)).shape
