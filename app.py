@@ -257,6 +257,11 @@ def mix(session: Session, other: str | None, seed: float, amount: float, groups:
     return show(session, image), path(studio.save_image(session, image, "mix"))
 
 
+def composite_view(session: Session, composite):
+    """The pasted-back photo, shown only when there is one."""
+    return gr.Image(show(session, composite), visible=composite is not None)
+
+
 @friendly
 @gpu
 def edit_to_target(session: Session, name: str | None, value: float, tolerance: float, paste: bool):
@@ -266,8 +271,7 @@ def edit_to_target(session: Session, name: str | None, value: float, tolerance: 
     verdict = "Reached" if target.reached else "Not reached"
     steps = " → ".join(f"{h['strength']:+.2f}: {h['value']:.3g}" for h in target.history)
     note = f"**{verdict}.** {target.message}\n\nSteps (standard deviations: reading): {steps}"
-    composite = show(session, result.composite) if result.composite is not None else None
-    return (show(session, result.image), note, composite,
+    return (show(session, result.image), note, composite_view(session, result.composite),
             path(studio.save_image(session, result.image, f"{name}-{value:g}")))  # fmt: skip
 
 
@@ -277,8 +281,7 @@ def localized_edit(session: Session, name: str | None, strength: float, region: 
     if not name:
         raise UserError("choose the direction to edit")
     result = studio.localized_edit(session, {name: float(strength)}, region, paste=paste)
-    composite = show(session, result.composite) if result.composite is not None else None
-    return (show(session, result.image), scores_table(result.scores), composite,
+    return (show(session, result.image), scores_table(result.scores), composite_view(session, result.composite),
             path(studio.save_image(session, result.image, f"{name}-{region}")))  # fmt: skip
 
 
@@ -476,7 +479,7 @@ def build() -> gr.Blocks:
                     with gr.Column():
                         create_note = gr.Markdown(elem_id="create-note")
                         create_file = gr.File(label="Result face")
-                create_composite = gr.Image(label="Composite photo", interactive=False, format="png")
+                create_composite = gr.Image(label="Composite photo", interactive=False, format="png", visible=False)
                 with gr.Accordion("Edit to a target value (\"make her 60\")", open=True):
                     with gr.Row():
                         target_name = gr.Dropdown(target_names, value=target_names[0] if target_names else None,
@@ -584,6 +587,7 @@ def main() -> None:
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     args = parser.parse_args()
+    limits.cap_memory_arenas()  # before the server's worker threads exist
     if args.weights is not None:
         os.environ[OVERRIDE_ENV] = str(args.weights.resolve())
         global studio

@@ -26,6 +26,9 @@ from .mini_xception import EMOTIONS
 IDENTITY_LIMIT = 0.6  # dlib descriptor distance: at or beyond it, another person
 MAX_STEPS = 8  # renders read back per target
 MAX_JUMP = 2.5  # standard deviations one step may move: the classifiers' slope is only local
+# Further out the faces leave what the generator learned (they blur and smear) long before
+# dlib calls them someone else: no target is sought beyond this many standard deviations.
+MAX_TARGET_STRENGTH = 5.0
 PROBABILITIES = ("gender", *EMOTIONS)  # targets in [0, 1]
 # Tolerances in the score's own unit; geometric scores (smile, ...) use a share of their spread.
 TOLERANCE = {"age": 3.0, "yaw": 3.0, "pitch": 3.0, **{name: 0.05 for name in PROBABILITIES}}
@@ -130,6 +133,7 @@ def edit_to_target(
     conditioning: Sequence[str] = (),
     noise: list[torch.Tensor] | None = None,
     measure: Measure | None = None,
+    max_strength: float = MAX_TARGET_STRENGTH,
 ) -> TargetResult:
     """Move ``wplus`` (1, n_latent, dim) along ``name``'s direction until the classifiers read
     ``target`` within ``tolerance``, or say why not (unreachable, or only as another person)."""
@@ -139,6 +143,8 @@ def edit_to_target(
     tolerance = float(tolerance) if tolerance is not None else default_tolerance(name, direction)
     if not tolerance > 0:
         raise UserError("the tolerance must be a positive number")
+    if not 0 < max_strength <= MAX_STRENGTH:
+        raise UserError(f"the furthest a target may be sought is between 0 and {MAX_STRENGTH:g} standard deviations")
 
     def look(strength: float) -> tuple[torch.Tensor, np.ndarray, object]:
         code = apply_edits(wplus, directions, {name: strength}, conditioning) if strength else wplus.clone()
@@ -156,10 +162,10 @@ def edit_to_target(
         if steps >= max_steps:
             stop = f"not within {tolerance:g} after {max_steps} steps"
             break
-        strength = float(np.clip(_next_strength(points, target, guess), -MAX_STRENGTH, MAX_STRENGTH))
+        strength = float(np.clip(_next_strength(points, target, guess), -max_strength, max_strength))
         if any(abs(strength - s) < 1e-3 for s, _ in points):
             s_far, v_far = max(points, key=lambda p: abs(p[0]))
-            stop = f"the reading gets no closer (the strongest edit tried, {s_far:+.1f} standard deviations, reads {v_far:.3g})"
+            stop = f"the reading gets no closer (the strongest edit allowed, {s_far:+.1f} standard deviations, reads {v_far:.3g})"
             break
         code, image, attrs = look(strength)
         steps += 1
