@@ -139,14 +139,21 @@ class Sampler(threading.Thread):
             self.stopped.wait(1.0)
 
     def summary(self, seconds: float) -> dict:
-        """Mean resident memory over the first and the last minute (a third of the run when shorter)."""
-        window = min(60.0, seconds / 3)
+        """Mean resident memory over the first and the last minute (half the run when shorter),
+        and the mean of every 20 s, to tell a plateau from a leak."""
+        window = min(60.0, seconds / 2)
         first = [mb for t, mb in self.samples if t <= window]
         last = [mb for t, mb in self.samples if t >= self.samples[-1][0] - window]
         first_mean, last_mean = statistics.fmean(first), statistics.fmean(last)
         return {"window_s": round(window, 1), "first_mean_mb": round(first_mean, 1), "last_mean_mb": round(last_mean, 1),
                 "growth": round(last_mean / first_mean - 1, 4), "peak_mb": round(max(mb for _, mb in self.samples), 1),
-                "samples": len(self.samples)}  # fmt: skip
+                "samples": len(self.samples), "mean_mb_per_20s": self.series(20.0)}  # fmt: skip
+
+    def series(self, step: float) -> list[float]:
+        buckets: dict[int, list[float]] = {}
+        for t, mb in self.samples:
+            buckets.setdefault(int(t // step), []).append(mb)
+        return [round(statistics.fmean(v), 1) for _, v in sorted(buckets.items())]
 
 
 def soak(url: str, pid: int, faces: list[Path], sessions: int, seconds: float, server_tmp: Path | None = None) -> dict:
