@@ -15,7 +15,6 @@ they never produce stand-in output.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import queue
@@ -35,6 +34,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from . import registry
 from .align import AlignedFace, align_face
 from .checkpoints import load_native
 from .directions import TRUNCATION, Direction, load_directions, random_w, with_scales
@@ -114,58 +114,33 @@ class Model:
         return to_uint8(G.synthesis(wplus.to(G.device), noise=noise)[0])
 
 
-def _registry():
-    try:
-        return importlib.import_module("pipeline.registry")
-    except ImportError:
-        return None
-
-
 def _override_dir() -> Path | None:
     value = os.environ.get(OVERRIDE_ENV, "").strip()
     return Path(value) if value else None
 
 
 def default_model() -> str:
-    reg = _registry()
-    if _override_dir() is None and reg is not None and hasattr(reg, "default_model"):
-        entry = reg.default_model()
-        return getattr(entry, "name", entry)
-    return DEFAULT_MODEL
+    return DEFAULT_MODEL if _override_dir() is not None else registry.default_model().name
 
 
 def model_choices() -> list[ModelChoice]:
     """Every model the picker offers, the default first, with why one cannot load."""
-    reg = _registry()
     choices: list[ModelChoice] = []
     if _override_dir() is not None:
         choices.append(ModelChoice(default_model(), "local", True))
-    if reg is not None and hasattr(reg, "list_models"):
-        for entry in reg.list_models():
-            name = getattr(entry, "name", str(entry))
-            if any(c.name == name for c in choices):
-                continue
-            status = str(getattr(entry, "status", "registered"))
-            reason = str(getattr(entry, "reason", "") or "")
-            loadable = bool(getattr(entry, "available", not reason))
-            choices.append(ModelChoice(name, status, loadable, reason))
-    if not choices:
-        choices.append(
-            ModelChoice(DEFAULT_MODEL, "embedded", False, f"the model registry is not installed; set {OVERRIDE_ENV}")
-        )
+    for entry in registry.list_models():
+        if not any(c.name == entry.name for c in choices):
+            choices.append(ModelChoice(entry.name, entry.status, entry.available, entry.reason))
     return choices
 
 
 def _load_from_folder(folder: Path, name: str) -> tuple[Generator, Encoder | None, str, Path | None]:
+    """A model folder given on the command line (``app.py --weights``): generator, encoder and
+    directions by their usual file names; alignment from ``model.json`` or the registry entry."""
     if not (folder / "generator.safetensors").is_file():
         raise UserError(f"no generator.safetensors in {folder}")
     info = json.loads((folder / "model.json").read_text()) if (folder / "model.json").is_file() else {}
-    template = info.get("alignment")
-    reg = _registry()
-    if template is None and reg is not None and hasattr(reg, "get_model"):
-        template = getattr(reg.get_model(name), "alignment", None)
-    if template is None:
-        raise UserError(f"{folder}/model.json must name the model's alignment template")
+    template = info.get("alignment") or registry.get_model(name).alignment
     encoder = folder / "encoder.safetensors"
     directions = folder / "directions.safetensors"
     return (load_native(folder / "generator.safetensors"), load_encoder(encoder) if encoder.is_file() else None,
@@ -173,15 +148,10 @@ def _load_from_folder(folder: Path, name: str) -> tuple[Generator, Encoder | Non
 
 
 def _load_from_registry(name: str) -> tuple[Generator, Encoder | None, str, Path | None]:
-    reg = _registry()
-    if reg is None:
-        raise UserError(f"model {name!r} cannot load: the model registry is not installed (set {OVERRIDE_ENV} to a model folder)")
-    entry = reg.get_model(name)
-    files = getattr(entry, "files", {}) or {}
-    G = reg.load_generator(name)
-    enc = Path(files["encoder"]) if files.get("encoder") else None
-    directions = Path(files["directions"]) if files.get("directions") else None
-    return G, load_encoder(enc) if enc and enc.is_file() else None, entry.alignment, directions
+    entry = registry.get_model(name)
+    encoder, directions = entry.file("encoder"), entry.file("directions")
+    return (registry.load_generator(entry), load_encoder(encoder) if encoder and encoder.is_file() else None,
+            entry.alignment, directions)  # fmt: skip
 
 
 @lru_cache(maxsize=2)
