@@ -513,8 +513,8 @@ def build() -> gr.Blocks:
                         aug_file = gr.File(label="Variants (zip)")
                         aug_agreement = gr.JSON(label="Label agreement (share of edits read the requested way)")
                 with gr.Accordion("Showcase export", open=False):
+                    show_sweep = gr.CheckboxGroup(names_all, value=names_all[:1], label="Sweep along")
                     with gr.Row():
-                        show_sweep = gr.CheckboxGroup(names_all, value=names_all[:1], label="Sweep along")
                         show_low = gr.Slider(-4, 0, value=-2, step=0.5, label="from (standard deviations)")
                         show_high = gr.Slider(0, 4, value=2, step=0.5, label="to")
                         show_frames = gr.Slider(4, 96, value=24, step=2, label="frames")
