@@ -76,3 +76,22 @@ def test_videos_carry_the_model_and_tool_even_if_a_caller_sets_a_comment(tmp_pat
     marked = imageio.get_reader(str(write_video(frames, wave, 16000, tmp_path / "b.mp4")), "ffmpeg").get_data(0).astype(int)
     diff = np.abs(marked - plain).mean(-1)
     assert diff[-40:, -120:].mean() > 20 and diff[:128, :128].mean() < 3  # the label, bottom right only
+
+
+def test_every_image_writer_in_the_package_embeds_the_provenance():
+    """Read from the code: a PIL ``.save`` that forgets the provenance options fails here."""
+    import ast
+
+    package = Path(__file__).resolve().parents[1] / "pipeline"
+    not_images = {"torch", "np", "self", "talk_map", "trainer", "split", "model", "speech", "state"}
+    for path in package.rglob("*.py"):
+        if "training" in path.parts:
+            continue  # checkpoints and caches, no images for people
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "save"):
+                continue
+            receiver = ast.unparse(node.func.value)
+            if receiver.split(".")[0] in not_images:
+                continue
+            spread = [ast.unparse(k.value) for k in node.keywords if k.arg is None]
+            assert any("provenance.save_options" in s for s in spread), f"{path.name}:{node.lineno} {receiver}.save without provenance"
