@@ -135,15 +135,34 @@ def raw_call(url: str, api_name: str, data: list) -> str:
         return http.get(f"gradio_api/call/{api_name}/{event}").text
 
 
+def file_endpoints(client, path: str) -> dict[str, list]:
+    """Every API endpoint that takes a file, with a request naming ``path`` in each file input."""
+    named = {"path": path, "meta": {"_type": "gradio.FileData"}}
+    endpoints = {}
+    for name, info in client.view_api(print_info=False, return_format="dict")["named_endpoints"].items():
+        data, takes_file = [], False
+        for param in info["parameters"]:
+            kind = str(param["python_type"]["type"])
+            if "filepath" in kind:
+                takes_file = True
+                data.append([named] if kind.startswith("list") else named)
+            else:
+                data.append(param.get("parameter_default") if param.get("parameter_has_default") else None)
+        if takes_file:
+            endpoints[name.lstrip("/")] = data
+    return endpoints
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", ["/etc/passwd", "../../../../etc/passwd", str(ROOT / "weights" / MODEL / "generator.safetensors")])
-def test_a_request_cannot_name_a_server_file(app, path):
-    """File inputs take uploads only: a path in the request that the server did not receive is refused."""
-    for api_name, data in (("upload", [{"path": path, "meta": {"_type": "gradio.FileData"}}]),
-                           ("start_from_file_encode", [{"path": path, "meta": {"_type": "gradio.FileData"}}])):  # fmt: skip
+def test_no_request_can_name_a_server_file(app, client, path):
+    """Every file input takes uploads only: a path the server did not receive is refused, whatever the endpoint."""
+    endpoints = file_endpoints(client, path)
+    assert {"upload", "start_from_file_encode", "talk", "mix"} <= endpoints.keys()
+    for api_name, data in endpoints.items():
         reply = raw_call(app, api_name, data)
-        assert "event: error" in reply, reply[:500]
-        assert "not uploaded by a user" in reply and "root:" not in reply  # nothing of the file comes back
+        assert "event: error" in reply and "not uploaded by a user" in reply, (api_name, reply[:300])
+        assert "root:" not in reply  # nothing of the file comes back
 
 
 @pytest.mark.slow
