@@ -72,14 +72,24 @@ def write_model_card(model_dir: Path, bench: dict, comparison: dict | None = Non
         for kind, values in attributes.items():
             lines.append(f"| {kind} | " + " | ".join(_fmt(values[k]) if k in values else "-" for k in keys) + " |")
     if comparison:
-        lines += ["", "## Recipe comparison (same CPU budget)", "", "```json", json.dumps(comparison, indent=2), "```"]
+        lines += ["", "## Compared with", "", "The numbers of the other recipe or release named below, from the same benchmark:",
+                  "", "```json", json.dumps(comparison, indent=2), "```"]  # fmt: skip
     lines += [
         "",
         "## Limitations",
         "- 64 px output; faces are soft and lack fine detail. Use the hub FFHQ model for high resolution.",
         "- UTKFace's age, gender and ethnicity balance is inherited; attribute edits reflect it.",
-        "",
     ]
+    if attributes and "samples" in attributes and "real" in attributes:
+        ours, real = attributes["samples"], attributes["real"]
+        if ours["identity_pairwise_distance"] < 0.6 * real["identity_pairwise_distance"]:
+            lines.append(
+                f"- Samples are far less varied than real faces (mean pairwise identity distance "
+                f"{ours['identity_pairwise_distance']:.2f} vs {real['identity_pairwise_distance']:.2f}; age spread "
+                f"{ours['age_std']:.0f} vs {real['age_std']:.0f} years): random faces look alike. Inverted photos "
+                "are the better starting point for edits."
+            )
+    lines.append("")
     path = model_dir / "MODEL_CARD.md"
     path.write_text("\n".join(lines))
     return path
