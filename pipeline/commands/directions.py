@@ -46,7 +46,7 @@ def register(sub, groups) -> None:
     p.add_argument("--region", default=None, choices=("eyes", "brows", "mouth", "nose", "face", "hair"),
                    help="keep the edit to this part of the face (a soft landmark mask; hair: all outside the face)")  # fmt: skip
     p.add_argument("--list", action="store_true", help="print the model's directions as JSON and stop")
-    p.add_argument("--out", type=Path, default=None, help="edited face (PNG)")
+    p.add_argument("-o", "--out", type=Path, default=None, help="edited face (PNG)")
     p.add_argument("--latent-out", type=Path, default=None, help="also write the edited latent code here")
     p.add_argument("--paste-back", type=Path, default=None, help="original photo to blend the edited face into")
     p.add_argument("--transform", type=Path, default=None, help="transform JSON written by align (with --paste-back)")
