@@ -28,7 +28,7 @@ def register(sub, groups) -> None:
     p.add_argument("--amount", type=float, default=0.5, help="interpolation, 0: A, 1: B (default 0.5)")
     p.add_argument("--layers", action="append", default=[], choices=("coarse", "middle", "fine"),
                    help="take these W+ rows wholly from B (coarse: pose and shape; middle: features; fine: colour)")  # fmt: skip
-    p.add_argument("--out", type=Path, required=True, help="mixed face (PNG)")
+    p.add_argument("-o", "--out", type=Path, required=True, help="mixed face (PNG)")
     p.add_argument("--latent-out", type=Path, default=None, help="also write the mixed code here")
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=run_mix)
@@ -41,7 +41,7 @@ def register(sub, groups) -> None:
     p.add_argument("--mode", choices=("replace", "add"), default="replace",
                    help="replace A's expression by B's (default), or add B's (B minus the average face) to it")  # fmt: skip
     p.add_argument("--strength", type=float, default=1.0, help="how much of B's expression (default 1)")
-    p.add_argument("--out", type=Path, required=True, help="result face (PNG)")
+    p.add_argument("-o", "--out", type=Path, required=True, help="result face (PNG)")
     p.add_argument("--latent-out", type=Path, default=None)
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=run_transfer)
@@ -52,7 +52,7 @@ def register(sub, groups) -> None:
     p.add_argument("--directions", type=Path, default=None)
     p.add_argument("--n", type=int, default=32, help="variants (default 32)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, required=True, help="zip file")
+    p.add_argument("-o", "--out", type=Path, required=True, help="zip file")
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=run_augment)
 
@@ -70,7 +70,7 @@ def register(sub, groups) -> None:
                    help="rows of the contact sheet (repeatable; default: the first four directions)")  # fmt: skip
     p.add_argument("--after", action="append", default=[], metavar="NAME=STRENGTH",
                    help="the edit shown in the before/after (default: the sweep's end)")  # fmt: skip
-    p.add_argument("--out", type=Path, required=True, help="folder for sweep.gif, sweep.mp4, before_after.png, sheet.png")
+    p.add_argument("-o", "--out", type=Path, required=True, help="folder for sweep.gif, sweep.mp4, before_after.png, sheet.png")
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=run_showcase)
 
@@ -81,7 +81,7 @@ def register(sub, groups) -> None:
     p.add_argument("--edit", "--set", dest="edit", action="append", default=[], metavar="NAME=STRENGTH",
                    help="an edit in standard deviations, e.g. age=+2 (repeatable)")  # fmt: skip
     p.add_argument("--steps", type=int, default=0, help="optimisation steps after the encoder (default 0: encoder only)")
-    p.add_argument("--out", type=Path, required=True, help="output folder (edited photos, faces/, report.csv)")
+    p.add_argument("-o", "--out", type=Path, required=True, help="output folder (edited photos, faces/, report.csv)")
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=run_batch)
 
