@@ -71,6 +71,12 @@ def write_model_card(model_dir: Path, bench: dict, comparison: dict | None = Non
                   "| | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]  # fmt: skip
         for kind, values in attributes.items():
             lines.append(f"| {kind} | " + " | ".join(_fmt(values[k]) if k in values else "-" for k in keys) + " |")
+    extras = [(name, text) for name, text in (
+        ("DIRECTIONS.md", "edit directions, how they were found and what each edit measurably does"),
+        ("talk_map.safetensors", "the talking-head map (landmarks to latent offsets, `python -m pipeline train talkmap`)"),
+    ) if (model_dir / name).exists()]  # fmt: skip
+    if extras:
+        lines += ["", "## Also in this folder", ""] + [f"- `{name}`: {text}." for name, text in extras]
     if comparison:
         lines += ["", "## Compared with", "", "The numbers of the other recipe or release named below, from the same benchmark:",
                   "", "```json", json.dumps(comparison, indent=2), "```"]  # fmt: skip
