@@ -51,14 +51,7 @@ def principal_talk_map(G) -> TalkMap:
     return TalkMap(basis=basis, layers=layers, limits=limits, info={"generator": generator_digest(G)})
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small batches on a shared CPU: more threads only wait on each other (a fit: 20 s on one, minutes on two)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
