@@ -115,12 +115,18 @@ def edit_latent(
 # --------------------------------------------------------------------------- parsing
 
 
-def parse_strength(text: str) -> tuple[str, float]:
-    """``age=+2`` -> ("age", 2.0)."""
+def split_assignment(text: str, flag: str, usage: str) -> tuple[str, str]:
+    """``NAME=VALUE`` from a command-line option -> (name, value text); ``usage`` says how to write it."""
     name, sep, value = text.partition("=")
     name = name.strip()
     if not sep or not name:
-        raise UserError(f"--set {text!r}: write NAME=STRENGTH, e.g. age=+2 (standard deviations)")
+        raise UserError(f"{flag} {text!r}: write {usage}")
+    return name, value
+
+
+def parse_strength(text: str) -> tuple[str, float]:
+    """``age=+2`` -> ("age", 2.0)."""
+    name, value = split_assignment(text, "--set", "NAME=STRENGTH, e.g. age=+2 (standard deviations)")
     try:
         strength = float(value)
     except ValueError:

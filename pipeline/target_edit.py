@@ -18,7 +18,7 @@ import torch
 
 from . import attributes
 from .directions import Direction, layer_spans, render
-from .edit import MAX_STRENGTH, apply_edits
+from .edit import MAX_STRENGTH, apply_edits, split_assignment
 from .errors import UserError
 from .generator import Generator
 from .mini_xception import EMOTIONS
@@ -58,10 +58,7 @@ class TargetResult:
 
 def parse_target(text: str) -> tuple[str, float]:
     """``age=60`` -> ("age", 60.0); the value is in the score's unit (years, probability, degrees)."""
-    name, sep, value = text.partition("=")
-    name = name.strip()
-    if not sep or not name:
-        raise UserError(f"--target {text!r}: write NAME=VALUE, e.g. age=60 or happy=0.9")
+    name, value = split_assignment(text, "--target", "NAME=VALUE, e.g. age=60 or happy=0.9")
     try:
         number = float(value)
     except ValueError:

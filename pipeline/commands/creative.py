@@ -160,6 +160,16 @@ def attrs_of(images: list, identity: bool = True) -> list:
     return analyze(images, identity=identity)
 
 
+def write_latent_if_asked(args: argparse.Namespace, result: dict, wplus, m) -> None:
+    """``--latent-out``: the result's W+ code as a latent file, named in the printed result."""
+    if args.latent_out is None:
+        return
+    from ..latents import Latent, save_latent
+
+    save_latent(args.latent_out, Latent(wplus.cpu(), m.name, "wplus", m.alignment))
+    result["latent"] = str(args.latent_out)
+
+
 def emit(result: dict) -> int:
     print(json.dumps(result))
     return 0
@@ -171,7 +181,6 @@ def emit(result: dict) -> int:
 def run_mix(args: argparse.Namespace) -> int:
     from ..attributes import identity_distance
     from ..images import save_image
-    from ..latents import Latent, save_latent
     from ..mixing import check_groups, mix_codes
 
     set_threads(args.threads)
@@ -184,9 +193,7 @@ def run_mix(args: argparse.Namespace) -> int:
     result = {"out": str(args.out), "amount": args.amount, "layers": args.layers}
     fa, fb, fm = attrs_of([render_face(a, a.wplus), render_face(b, b.wplus), image])
     result["identity_distance"] = {"a": round(identity_distance(fm, fa), 3), "b": round(identity_distance(fm, fb), 3)}
-    if args.latent_out is not None:
-        save_latent(args.latent_out, Latent(mixed.cpu(), m.name, "wplus", m.alignment))
-        result["latent"] = str(args.latent_out)
+    write_latent_if_asked(args, result, mixed, m)
     return emit(result)
 
 
@@ -194,7 +201,6 @@ def run_transfer(args: argparse.Namespace) -> int:
     from ..attributes import identity_distance
     from ..expression import transfer_expression
     from ..images import save_image
-    from ..latents import Latent, save_latent
 
     set_threads(args.threads)
     m = load_model(args.model, args.weights)
@@ -208,9 +214,7 @@ def run_transfer(args: argparse.Namespace) -> int:
     result = {"out": str(args.out), "mode": args.mode, "emotion": {"a": top(fa), "b": top(fb), "result": top(fr)},
               "smile": {"a": round(fa.smile, 3), "b": round(fb.smile, 3), "result": round(fr.smile, 3)},
               "identity_distance_to_a": round(identity_distance(fr, fa), 3)}  # fmt: skip
-    if args.latent_out is not None:
-        save_latent(args.latent_out, Latent(moved.cpu(), m.name, "wplus", m.alignment))
-        result["latent"] = str(args.latent_out)
+    write_latent_if_asked(args, result, moved, m)
     return emit(result)
 
 
