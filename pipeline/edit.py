@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 import torch
 
@@ -107,9 +108,9 @@ def edit_latent(
         moved = latent.latent.clone()
         for _, step, _ in steps:
             moved += step.to(moved)
-        return Latent(moved, latent.model, "w", latent.alignment, latent.noise, latent.generator)
+        return replace(latent, latent=moved)
     moved = apply_edits(latent.wplus(n_latent), directions, strengths, conditioning, layers)
-    return Latent(moved, latent.model, "wplus", latent.alignment, latent.noise, latent.generator)
+    return replace(latent, latent=moved, space="wplus")  # the source, transform and tuned generator stay
 
 
 # --------------------------------------------------------------------------- parsing

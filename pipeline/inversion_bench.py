@@ -63,6 +63,9 @@ class Scorer:
         return out
 
 
+GRID_FACES = 8
+
+
 def _cost(result: InversionResult) -> dict[str, float]:
     return {"steps": result.steps, "seconds": result.seconds, "cpu_seconds": result.cpu_seconds}
 
@@ -127,7 +130,8 @@ def bench_faces(
             f"{k} lpips={v['lpips']:.4f} psnr={v['psnr']:.2f} id={v['identity'] if v['identity'] is None else round(v['identity'], 3)}"
             for k, v in row.items() if isinstance(v, dict)))  # fmt: skip
     if grid is not None and rows:
-        save_grid(np.stack(tiles), grid, nrow=len(tiles) // len(rows))
+        per_face = len(tiles) // len(rows)  # a readable grid: the first GRID_FACES faces
+        save_grid(np.stack(tiles[: GRID_FACES * per_face]), grid, nrow=per_face)
     return {"faces": rows, "summary": summarize(rows), "ours_settings": asdict(ours),
             "baseline_settings": asdict(baseline) if baseline else None,
             "identity_metric": "dlib face ResNet descriptor distance" if identity else "unavailable"}  # fmt: skip

@@ -9,7 +9,9 @@ garbage image:
 * ``latent``: ``(batch, style_dim)`` in space ``w`` or ``(batch, n_latent, style_dim)``
   in space ``wplus``, float32;
 * ``noise_i`` (optional): the optimised per-layer noise maps ``(batch, 1, r, r)``;
-* metadata ``generator`` (optional): a pivotally tuned generator saved beside it.
+* metadata ``generator`` (optional): a pivotally tuned generator saved beside it;
+* metadata ``transform`` and ``source_sha256`` (optional): how the face was cut out of its
+  photo (the alignment transform, for pasting back) and which file it came from.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class Latent:
     alignment: str = "unknown"
     noise: list[torch.Tensor] | None = None
     generator: str = ""  # file name of a pivotally tuned generator next to the latent, if any
+    transform: dict | None = None  # AlignedFace.to_dict() of the source photo's face, for paste-back
+    source_sha256: str = ""  # of the image file the code was inverted from
 
     def wplus(self, n_latent: int) -> torch.Tensor:
         """The code as W+ (batch, n_latent, dim), whatever space it is stored in."""
@@ -67,7 +71,10 @@ def save_latent(path: str | Path, latent: Latent) -> Path:
         "alignment": latent.alignment,
         "noise_layers": str(len(latent.noise or [])),
         "generator": latent.generator,
+        "source_sha256": latent.source_sha256,
     }
+    if latent.transform is not None:
+        meta["transform"] = json.dumps(latent.transform, separators=(",", ":"))
     save_file(tensors, str(path), metadata=meta)
     return path
 
@@ -131,8 +138,16 @@ def load_latent(
     # The file decides which tuned weights get read next to it: a plain name, never a path.
     if generator and (Path(generator).name != generator or not generator.endswith(".safetensors") or generator.startswith(".")):
         raise UserError(f"{path.name}: the tuned generator must be a .safetensors file beside it, not {generator[:80]!r}")
+    transform = None
+    if meta.get("transform"):
+        try:
+            transform = json.loads(meta["transform"])
+        except json.JSONDecodeError:
+            raise UserError(f"{path.name}: its alignment transform is not JSON") from None
+        if not isinstance(transform, dict):
+            raise UserError(f"{path.name}: its alignment transform is not a JSON object")
     return Latent(latent=latent, model=name, space=space, alignment=meta.get("alignment", "unknown"), noise=noise,
-                  generator=generator)  # fmt: skip
+                  generator=generator, transform=transform, source_sha256=meta.get("source_sha256", ""))  # fmt: skip
 
 
 def _check_tensor(t: torch.Tensor, space: str, n_latent: int | None, style_dim: int | None, where: str) -> None:

@@ -179,17 +179,18 @@ def run_edit(args: argparse.Namespace) -> int:
         from ..checkpoints import load_native
 
         G = load_native(args.latent.parent / latent.generator).to(G.device).eval()  # the face's tuned generator
+    from dataclasses import replace
+
     import torch
 
     from ..imaging import to_uint8
-    from ..latents import Latent
     from .creative import localize, reach_targets
 
     reports = []
     if targets:
         moved, reached = reach_targets(G, edited.wplus(G.n_latent), edited.noise, directions, targets, args.tolerance,
                                        args.identity_limit, args.condition)  # fmt: skip
-        edited = Latent(moved, edited.model, "wplus", edited.alignment, edited.noise, edited.generator)
+        edited = replace(edited, latent=moved, space="wplus")
         reports = [{"name": r.name, "target": r.target, "reached": r.reached, "value": round(r.value, 3),
                     "strength": round(r.strength, 3), "steps": r.steps, "identity_distance": round(r.identity_distance, 3),
                     "message": r.message} for r in reached]  # fmt: skip
@@ -216,7 +217,7 @@ def run_edit(args: argparse.Namespace) -> int:
         save_latent(args.latent_out, edited)
         result["latent"] = str(args.latent_out)
     if photo is not None:
-        result["composite"] = str(paste(photo, faces[0], args, m.alignment))
+        result["composite"] = str(paste(photo, faces[0], args, m.alignment, latent.transform))
     print(json.dumps(result))
     missed = [r["message"] for r in reports if not r["reached"]]
     for message in missed:  # the closest face is written all the same
@@ -224,8 +225,9 @@ def run_edit(args: argparse.Namespace) -> int:
     return 2 if missed else 0
 
 
-def paste(photo, face, args: argparse.Namespace, template: str) -> Path:
-    """Blend the edited face into the photo, in the frame of ``--transform`` (or of the photo's largest face)."""
+def paste(photo, face, args: argparse.Namespace, template: str, stored: dict | None = None) -> Path:
+    """Blend the edited face into the photo, in the frame of ``--transform``, else of the transform
+    ``invert`` stored in the latent, else of the photo's largest face."""
     from ..align import AlignedFace, alignment_matrix
     from ..errors import UserError
     from ..faces import find_faces, select_face
@@ -235,6 +237,8 @@ def paste(photo, face, args: argparse.Namespace, template: str) -> Path:
 
     if args.transform is not None:
         aligned = AlignedFace.from_dict(read_transform(args.transform))
+    elif stored is not None:
+        aligned = AlignedFace.from_dict(stored)
     else:
         if template == "unknown":
             raise UserError(

@@ -16,18 +16,23 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub, groups) -> None:
-    p = sub.add_parser("invert", help="find the latent code of an aligned face (run align first)")
-    p.add_argument("image", type=Path, help="aligned face image (square, as written by align)")
+    p = sub.add_parser("invert", help="find the latent code of a face: aligns, encodes, optimises")
+    p.add_argument("image", type=Path,
+                   help="photo (the face is found and aligned) or a face written by align (its transform JSON beside it)")  # fmt: skip
     add_model_args(p)
+    p.add_argument("--face", type=int, default=0, help="which face in a photo, 0 = largest (see align --list-faces)")
+    p.add_argument("--aligned", action="store_true", help="the image is already an aligned face: skip the face search")
     p.add_argument("--steps", type=int, default=None, help="optimisation steps (default: 100; baseline 1000)")
-    p.add_argument("--space", choices=("w", "wplus"), default=None, help="latent space (default: wplus; baseline w)")
+    p.add_argument("--space", choices=("w", "wplus", "w+"), default=None, help="latent space (default: w+; baseline w)")
     p.add_argument("--noise", action="store_true", help="also optimise the noise maps")
-    p.add_argument("--pti", action="store_true", help="pivotal tuning: also fine-tune a copy of the generator")
+    p.add_argument("--pti", "--tune", action="store_true", help="pivotal tuning: also fine-tune a copy of the generator")
     p.add_argument("--baseline", action="store_true", help="the StyleGAN2-ADA projector's settings (slow reference)")
     p.add_argument("--init", type=Path, default=None, help="start from this latent file (e.g. to refine it)")
     p.add_argument("--pti-steps", type=int, default=None, help="pivotal tuning steps (default: 60)")
     p.add_argument("-o", "--out", type=Path, required=True, help="latent file (.safetensors)")
-    p.add_argument("--preview", type=Path, default=None, help="write the reconstruction here (PNG)")
+    p.add_argument("--preview", type=Path, default=None, help="the reconstruction PNG (default: --out with .png)")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON line: LPIPS, PSNR, identity distance (same person below 0.6), steps, seconds")  # fmt: skip
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=run_invert)
 
@@ -120,12 +125,40 @@ def set_threads(threads: int | None) -> None:
 # --------------------------------------------------------------------------- invert
 
 
+def aligned_input(path: Path, image, template: str, size: int, face_index: int, aligned: bool):
+    """(aligned face, transform dict or None): the face of a photo, cut out as the model expects.
+
+    A face written by ``align`` (its transform JSON beside it) or ``--aligned`` is used as it is.
+    """
+    from ..align import AlignedFace, align_face
+    from ..errors import UserError
+    from ..faces import find_faces, select_face
+    from .align import read_transform
+
+    sidecar = path.with_suffix(".json")
+    if aligned or sidecar.is_file():
+        if image.shape[0] != image.shape[1]:
+            raise UserError(f"{path.name} is {image.shape[1]}x{image.shape[0]}: an aligned face is square")
+        if not sidecar.is_file():
+            return image, None
+        transform = read_transform(sidecar)
+        AlignedFace.from_dict(transform)  # a clear message now rather than at paste-back
+        return image, transform
+    if template == "unknown":
+        raise UserError("the model's alignment template is unknown: run align --template NAME first, or pass --aligned")
+    found = align_face(image, select_face(find_faces(image), face_index), template, size, face_index=face_index)
+    return found.image, {"source": path.name, **found.to_dict()}
+
+
 def run_invert(args: argparse.Namespace) -> int:
+    import hashlib
+
     from ..checkpoints import save_native
     from ..errors import UserError
     from ..images import load_image, save_image
     from ..imaging import to_uint8
-    from ..inversion import BASELINE, DEFAULTS, invert
+    from ..inversion import BASELINE, DEFAULTS, invert, prepare_target
+    from ..inversion_bench import Scorer, identity_function
     from ..latents import load_latent_for, save_latent
 
     if args.out.suffix != ".safetensors":
@@ -133,10 +166,9 @@ def run_invert(args: argparse.Namespace) -> int:
     if args.steps is not None and args.steps < 0:
         raise UserError("--steps must be >= 0")
     image = load_image(args.image)  # fails fast, before the model loads
-    if image.shape[0] != image.shape[1]:
-        raise UserError(f"{args.image.name} is {image.shape[1]}x{image.shape[0]}: run align first (aligned faces are square)")
     set_threads(args.threads)
     m = load_model(args.model, args.weights)
+    face, transform = aligned_input(args.image, image, m.alignment, m.generator.config.resolution, args.face, args.aligned)
     init = None
     if args.init is not None:
         start = load_latent_for(args.init, m.generator, m.name)
@@ -150,19 +182,36 @@ def run_invert(args: argparse.Namespace) -> int:
     settings = BASELINE if args.baseline else DEFAULTS
     if args.pti_steps is not None:
         settings = replace(settings, pti_steps=args.pti_steps)
-    result = invert(m.generator, image, m.encoder, init=init, steps=args.steps, space=args.space, settings=settings,
+    space = "wplus" if args.space == "w+" else args.space
+    result = invert(m.generator, face, m.encoder, init=init, steps=args.steps, space=space, settings=settings,
                     optimize_noise=True if args.noise else None, pti=args.pti, callback=progress, preview_every=25)  # fmt: skip
     latent = result.latent(m.name, m.alignment)
+    latent.transform = transform
+    latent.source_sha256 = hashlib.sha256(args.image.read_bytes()).hexdigest()
     if result.generator is not None:
         # The tuned copy sits next to the latent, never over the shipped weights.
         tuned = save_native(result.generator, args.out.parent, args.out.stem + ".pti")
         latent.generator = tuned.name
     save_latent(args.out, latent)
-    if args.preview:
-        save_image(to_uint8(result.image[0]), args.preview, model=m.name)
-    print(json.dumps({"latent": str(args.out), "model": m.name, "space": result.space, "steps": result.steps,
-                      "pti_steps": result.pti_steps, "seconds": round(result.seconds, 2), "stopped": result.stopped,
-                      "loss": round(result.history[-1]["loss"], 5)}))  # fmt: skip
+    reconstruction = to_uint8(result.image[0])
+    preview = args.preview or args.out.with_suffix(".png")
+    save_image(reconstruction, preview, model=m.name)
+
+    target = to_uint8(prepare_target(face, m.generator.config.resolution)[0])  # what the optimiser matched
+    quality = Scorer(target, identity_function()).score(reconstruction)
+    report = {"latent": str(args.out), "preview": str(preview), "model": m.name, "space": result.space,
+              "aligned_here": transform is not None and not args.image.with_suffix(".json").is_file(),
+              "lpips": round(quality["lpips"], 4), "psnr": round(quality["psnr"], 2),
+              "identity_distance": None if quality["identity"] is None else round(quality["identity"], 3),
+              "steps": result.steps, "pti_steps": result.pti_steps, "seconds": round(result.seconds, 2),
+              "stopped": result.stopped, "loss": round(result.history[-1]["loss"], 5)}  # fmt: skip
+    if args.json:
+        print(json.dumps(report))
+    else:
+        identity = report["identity_distance"]
+        verdict = "" if identity is None else f", identity distance {identity} ({'same' if identity < 0.6 else 'not the same'} person)"
+        print(f"{args.out} ({result.space}, {result.steps} steps, {report['seconds']} s): "
+              f"LPIPS {report['lpips']}, PSNR {report['psnr']} dB{verdict}; reconstruction {preview}")  # fmt: skip
     return 0
 
 

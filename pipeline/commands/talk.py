@@ -139,6 +139,7 @@ def _paste_target(args: argparse.Namespace, model, from_photo):
     from ..align import AlignedFace, align_face
     from ..faces import find_faces, select_face
     from ..images import load_image
+    from ..latents import load_latent
     from .align import read_transform
 
     if args.paste_back is None:
@@ -148,6 +149,10 @@ def _paste_target(args: argparse.Namespace, model, from_photo):
         return load_image(args.paste_back), aligned
     if from_photo is not None and args.paste_back.resolve() == args.face.resolve():
         return from_photo
+    if from_photo is None:  # a latent file: invert stored how its face was cut out of the photo
+        stored = load_latent(args.face).transform
+        if stored is not None:
+            return load_image(args.paste_back), AlignedFace.from_dict(stored)
     photo = load_image(args.paste_back)
     face = select_face(find_faces(photo), args.face_index)
     return photo, align_face(photo, face, model.template, model.resolution, face_index=args.face_index)
