@@ -63,3 +63,23 @@ def test_compact_state_resumes_and_export_loads(tmp_path):
         img, _ = G([torch.randn(2, TINY.style_dim)])
         recon = G.synthesis(E.wplus(img))
     assert img.shape == recon.shape == (2, 3, 32, 32)
+
+
+def test_offset_dropout_decodes_dropped_faces_from_w_alone(tmp_path):
+    # Samples are made from one W per face; ae-w trains part of each batch that way.
+    assert RECIPES["ae-w"].offset_dropout == 0.5
+    trainer = Trainer(recipe_with("ae-w", offset_dropout=1.0, batch=4), TINY, tmp_path / "run")
+    codes = []
+    synthesis = trainer.G.synthesis
+    trainer.G.synthesis = lambda ws, **kw: codes.append(ws.detach()) or synthesis(ws, **kw)
+    trainer.step(trainer_batch(trainer)[:4])
+    ws = codes[0]
+    assert ws.shape[1] == TINY.n_latent and torch.equal(ws, ws[:, :1].expand_as(ws))  # no per-layer offsets
+
+    trainer = Trainer(recipe_with("ae-w", offset_dropout=0.0, batch=4), TINY, tmp_path / "run2")
+    torch.nn.init.normal_(trainer.E.to_offsets.bias)  # offsets start at zero: give them some
+    codes.clear()
+    synthesis = trainer.G.synthesis
+    trainer.G.synthesis = lambda ws, **kw: codes.append(ws.detach()) or synthesis(ws, **kw)
+    trainer.step(trainer_batch(trainer)[:4])
+    assert not torch.equal(codes[0], codes[0][:, :1].expand_as(codes[0]))  # offsets kept

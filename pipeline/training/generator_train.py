@@ -44,6 +44,9 @@ class Recipe:
     adversarial_after: int = 2000  # images seen before the GAN losses switch on
     latent_noise: float = 0.2  # std of noise added to encoded w (in units of W's std)
     offset_reg: float = 1.0  # keeps per-layer offsets near zero
+    # Share of each batch reconstructed from W alone (offsets dropped). Samples come from one
+    # W per face, so W itself must carry the face, not only W + the encoder's offsets.
+    offset_dropout: float = 0.0
     r1_gamma: float = 1.0
     r1_every: int = 16
     lr: float = 0.001
@@ -54,6 +57,8 @@ class Recipe:
 RECIPES = {
     # Reconstruction only: L1 + perceptual distance.
     "ae": Recipe("ae"),
+    # ... with half of each batch decoded from W alone, the way samples are made.
+    "ae-w": Recipe("ae-w", offset_dropout=0.5),
     # + a discriminator on frozen SqueezeNet features (the taps the perceptual loss
     # computes anyway), on reconstructions and on samples from the W prior.
     "ae-pgan": Recipe("ae-pgan", adversarial=0.05, prior_adversarial=0.05, adversarial_after=4000, r1_gamma=10.0),
@@ -248,7 +253,10 @@ class Trainer:
         self.prior.update(w)
         scale = self.prior.cov.diagonal().mean().sqrt().item()
         w_in = w + r.latent_noise * scale * torch.randn_like(w)
-        fake = G.synthesis(w_in.unsqueeze(1) + offsets)
+        used = offsets
+        if r.offset_dropout:
+            used = offsets * (torch.rand(offsets.shape[0], 1, 1) >= r.offset_dropout).to(offsets)
+        fake = G.synthesis(w_in.unsqueeze(1) + used)
         P = self.perceptual
         with torch.no_grad():
             feats_real = P.raw_features(real)
