@@ -450,6 +450,8 @@ class Studio:
 
     def _set_code(self, session: Session, latent: Latent, origin: str, tuned: Generator | None = None) -> None:
         model = self.session_model(session)
+        if session.aligned is not None:  # a downloaded latent can be pasted back into the photo later
+            latent.transform = session.aligned.to_dict()
         session.latent, session.origin, session.tuned, session.edited = latent, origin, tuned, None
         session.reconstruction = model.render(latent.wplus(model.n_latent), latent.noise, tuned)
 

@@ -91,6 +91,7 @@ def test_steps_on_arrays(studio):
     assert composite.shape == (512, 512, 3)
     latent = load_latent_for(studio.save_latent(session), studio.model.generator, studio.model.name)
     assert torch.equal(latent.latent, session.latent.latent)
+    assert latent.transform["source_size"] == [512, 512]  # enough to paste it back from the command line
     mixed = studio.mix(session, studio.other_face(session, seed=5), 1.0)
     assert mixed.shape == (64, 64, 3)
     session.close()
