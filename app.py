@@ -33,6 +33,7 @@ from pipeline.studio import (
     model_choices,
     upscale_for_display,
 )
+from pipeline.talk import METHODS as TALK_METHODS
 
 try:  # ZeroGPU Spaces lend a GPU per call; elsewhere this is a no-op.
     import spaces
@@ -47,6 +48,7 @@ except ImportError:
 ASSETS = Path(__file__).parent / "assets"
 EXAMPLES = Path(tempfile.gettempdir()) / "studio-examples"
 MAX_DIRECTIONS = 8  # slider slots; a model's directions fill the first ones
+AUTO_METHOD = "auto"  # the talk step picks the mouth motion that suits the input
 HEAVY = "heavy"  # optimisation and video share one queue slot: each saturates the CPU
 NOTE = (
     "**Use responsibly.** Edit only photos of people who agreed to it, and never use the results to "
@@ -244,8 +246,9 @@ def edit(session: Session, conditioning: list[str], own_layers: bool, first: flo
 
 @friendly
 @gpu
-def talk(session: Session, text: str, voice: str, wpm: float, audio: str | None):
-    video = studio.talk(session, text, voice, int(wpm), audio)
+def talk(session: Session, text: str, voice: str, wpm: float, audio: str | None, method: str = AUTO_METHOD,
+         paste: bool = False):  # fmt: skip
+    video = studio.talk(session, text, voice, int(wpm), audio, paste=paste, method=None if method == AUTO_METHOD else method)
     return str(video), str(video)
 
 
@@ -449,6 +452,10 @@ def build() -> gr.Blocks:
                         voice = gr.Dropdown(list(speech.VOICES), value=speech.DEFAULT_VOICE, label="Voice")
                         wpm = gr.Slider(*speech.WPM_RANGE, value=160, step=10, label="Speed (words per minute)")
                         audio = gr.Audio(label="...or lip-sync this recording", type="filepath")
+                        with gr.Row():
+                            talk_method = gr.Dropdown([AUTO_METHOD, *TALK_METHODS], value=AUTO_METHOD, label="Mouth motion",
+                                                      info="auto: phoneme timings for text, the AT-net for a recording")  # fmt: skip
+                            talk_paste = gr.Checkbox(label="Paste back into the photo", value=False)
                         talk_btn = gr.Button("Make video", variant="primary")
                     talk_face = gr.Image(label="Face", interactive=False, format="png", height=256)
                     video = gr.Video(label="Video")
@@ -555,7 +562,7 @@ def build() -> gr.Blocks:
         stop_btn.click(stop, [state], None, api_name="stop", queue=False)
         edit_btn.click(edit, [state, conditioning, own_layers, first, last, paste, *sliders],
                        [state, before, after, edit_scores, edit_table, edited_file, composite, composite_file], api_name="edit")  # fmt: skip
-        talk_btn.click(talk, [state, text, voice, wpm, audio], [video, video_file], api_name="talk",
+        talk_btn.click(talk, [state, text, voice, wpm, audio, talk_method, talk_paste], [video, video_file], api_name="talk",
                        concurrency_limit=1, concurrency_id=HEAVY)  # fmt: skip
         mix_btn.click(mix, [state, other, seed_b, amount, groups], [mixed, mix_file], api_name="mix")
         model.change(create_choices, [state], [target_name, local_name, show_sweep, show_sheet, batch_name], api_name=False)

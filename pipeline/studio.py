@@ -577,9 +577,10 @@ class Studio:
         return ""
 
     def talk(self, session: Session, text: str = "", voice: str = "en-us", wpm: int = 160,
-             audio: str | Path | None = None, paste: bool = False) -> Path:  # fmt: skip
+             audio: str | Path | None = None, paste: bool = False, method: str | None = None) -> Path:  # fmt: skip
         """A talking-head video (mp4) of the current face saying ``text`` or lip-syncing ``audio``;
-        ``paste``: every frame put back into the uploaded photo."""
+        ``paste``: every frame put back into the uploaded photo; ``method``: how the mouth moves
+        (:data:`pipeline.talk.METHODS`; None: phoneme timings for text, the AT-net for audio)."""
         from .talking_head import load_model_talk_map, talk_video
 
         if session.latent is None:
@@ -596,7 +597,7 @@ class Studio:
             target = (session.photo, session.aligned)
         result = talk_video(session.tuned or model.generator, session.latent.wplus(model.n_latent), talk_map,
                             session.file("talk.mp4"), text=text or None, audio=audio, voice=voice, wpm=int(wpm),
-                            noise=session.latent.noise, paste=target, model_name=model.name,
+                            method=method, noise=session.latent.noise, paste=target, model_name=model.name,
                             dlib_lock=DLIB_LOCK)  # fmt: skip
         return result.path
 

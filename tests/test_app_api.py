@@ -33,6 +33,7 @@ from pipeline.latents import load_latent_for  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
 PHOTO = DATA / "faces" / "astronaut.png"
+SPEECH = DATA / "audio" / "cmu_arctic_us_aew_a0001.wav"
 MODEL = "utkface-64"  # the model name the local folder stands in for
 EMBEDDED = ROOT / "weights" / MODEL
 
@@ -152,8 +153,16 @@ def test_every_step_through_the_api(client):
         client.predict([], False, 6, 2, False, 3.0, 0, 0, 0, 0, 0, 0, 0, api_name="/edit")
 
     if (EMBEDDED / "generator.safetensors").is_file() and (EMBEDDED / "talk_map.safetensors").is_file():
+        import imageio.v2 as imageio
+
         video, video_file = client.predict("Hello there.", "en-us", 160, None, api_name="/talk")
         assert Path(video_file).read_bytes()[4:8] == b"ftyp"  # an MP4 container
+        face_only = imageio.get_reader(video_file, "ffmpeg").get_data(0).shape[:2]
+        # The AT-net's mouth, every frame put back into the uploaded photo (512 px; the face alone is smaller).
+        _, pasted = client.predict("Hello there.", "en-us", 160, None, "atnet", True, api_name="/talk")
+        assert imageio.get_reader(pasted, "ffmpeg").get_data(0).shape[:2] == image(str(PHOTO)).shape[:2] != face_only
+        with pytest.raises(AppError, match="recordings have no phoneme timings"):
+            client.predict("", "en-us", 160, handle_file(str(SPEECH)), "phonemes", False, api_name="/talk")
     else:  # the golden stand-in model has no talk map
         with pytest.raises(AppError, match="talk map"):
             client.predict("Hello there.", "en-us", 160, None, api_name="/talk")
