@@ -23,6 +23,7 @@ from pipeline.errors import UserError
 from pipeline.regions import REGIONS
 from pipeline.studio import (
     DEFAULTS,
+    IDENTITY_SAME,
     OVERRIDE_ENV,
     Model,
     OptimiseProgress,
@@ -257,7 +258,13 @@ def talk(session: Session, text: str, voice: str, wpm: float, audio: str | None,
 def mix(session: Session, other: str | None, seed: float, amount: float, groups: list[str]):
     latent = studio.other_face(session, other, None if other else int(seed))
     image = studio.mix(session, latent, amount, groups or [])
-    return show(session, image), path(studio.save_image(session, image, "mix"))
+    distances = studio.mix_identity(session, latent, image)
+
+    def verdict(d: float | None) -> str:
+        return "no face found" if d is None else f"{d:.2f} ({'same person' if d < IDENTITY_SAME else 'another person'})"
+
+    note = f"Identity distance to A: {verdict(distances['to_a'])} · to B: {verdict(distances['to_b'])} (dlib; same person below {IDENTITY_SAME})"
+    return show(session, image), path(studio.save_image(session, image, "mix")), note
 
 
 def composite_view(session: Session, composite):
@@ -474,6 +481,7 @@ def build() -> gr.Blocks:
                 groups = gr.CheckboxGroup(list(layer_groups(10)), label="Take these layers from B (coarse: pose and shape; "
                                           "middle: features; fine: colour)")  # fmt: skip
                 mix_btn = gr.Button("Mix", variant="primary")
+                mix_note = gr.Markdown()
                 mix_file = gr.File(label="Mixed face")
                 mix_latent = gr.File(label="latent", visible=False)
                 start_row(state, face_a, mix_latent, "mix")
@@ -564,7 +572,7 @@ def build() -> gr.Blocks:
                        [state, before, after, edit_scores, edit_table, edited_file, composite, composite_file], api_name="edit")  # fmt: skip
         talk_btn.click(talk, [state, text, voice, wpm, audio, talk_method, talk_paste], [video, video_file], api_name="talk",
                        concurrency_limit=1, concurrency_id=HEAVY)  # fmt: skip
-        mix_btn.click(mix, [state, other, seed_b, amount, groups], [mixed, mix_file], api_name="mix")
+        mix_btn.click(mix, [state, other, seed_b, amount, groups], [mixed, mix_file, mix_note], api_name="mix")
         model.change(create_choices, [state], [target_name, local_name, show_sweep, show_sheet, batch_name], api_name=False)
         create_shown = [create_out, create_note, create_composite, create_file]
         target_btn.click(edit_to_target, [state, target_name, target_value, target_tol, target_paste], create_shown,

@@ -618,6 +618,22 @@ class Studio:
         a = session.latent.wplus(model.n_latent).to(model.generator.device)
         return model.render(mix_codes(a, other.wplus(model.n_latent), amount, groups))
 
+    def mix_identity(self, session: Session, other: Latent, mixed: np.ndarray) -> dict[str, float | None]:
+        """dlib identity distance of a mix to face A (the current code) and to face B (same person below 0.6);
+        None where no face is found."""
+        from .attributes import identity_distance
+
+        model = self.session_model(session)
+        # Both rendered the way the mix is (shared noise, shipped generator): at 0 the mix is A exactly.
+        a = model.render(session.latent.wplus(model.n_latent))
+        b = model.render(other.wplus(model.n_latent))
+        found = analyze_faces([mixed, a, b])
+        out: dict[str, float | None] = {}
+        for name, ref in (("to_a", found[1]), ("to_b", found[2])):
+            ok = found[0].identity is not None and ref.identity is not None
+            out[name] = round(identity_distance(found[0], ref), 3) if ok else None
+        return out
+
     def other_face(self, session: Session, source: str | Path | None = None, seed: int | None = None) -> Latent:
         """The second face for mixing: a photo (its largest face, encoded), a latent file, or a random face."""
         model = self.session_model(session)

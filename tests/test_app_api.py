@@ -167,8 +167,9 @@ def test_every_step_through_the_api(client):
         with pytest.raises(AppError, match="talk map"):
             client.predict("Hello there.", "en-us", 160, None, api_name="/talk")
 
-    mixed, mixed_file = client.predict(None, 3, 0.5, ["coarse"], api_name="/mix")
+    mixed, mixed_file, note = client.predict(None, 3, 0.5, ["coarse"], api_name="/mix")
     assert image(mixed_file).shape == (64, 64, 3)
+    assert "Identity distance to A: " in note and " · to B: " in note
 
 
 def test_stop_ends_an_optimisation_early(app):

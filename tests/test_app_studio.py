@@ -92,8 +92,11 @@ def test_steps_on_arrays(studio):
     latent = load_latent_for(studio.save_latent(session), studio.model.generator, studio.model.name)
     assert torch.equal(latent.latent, session.latent.latent)
     assert latent.transform["source_size"] == [512, 512]  # enough to paste it back from the command line
-    mixed = studio.mix(session, studio.other_face(session, seed=5), 1.0)
+    other = studio.other_face(session, seed=5)
+    mixed = studio.mix(session, other, 1.0)
     assert mixed.shape == (64, 64, 3)
+    assert studio.mix_identity(session, other, mixed)["to_b"] < 0.05  # all the way: face B itself
+    assert studio.mix_identity(session, other, studio.mix(session, other, 0.0))["to_a"] < 0.05
     session.close()
 
 
