@@ -1,4 +1,4 @@
-"""The app in a real browser: click an example, align, encode, edit; no console errors.
+"""The app in a real browser: click an example, align, encode, edit, mix, talk; no console errors.
 
 Needs Chromium (``/usr/bin/chromium``, or CHROMIUM) and the ``playwright`` package (its
 driver only). Screenshots go to STUDIO_SCREENSHOTS (default: the test's temp folder).
@@ -90,6 +90,18 @@ def test_click_through_align_encode_edit(app, shots, tmp_path):
         expect(page.locator("#after img")).to_be_visible()
         expect(page.locator("#edit-scores")).to_contain_text("age")
         page.screenshot(path=str(shots / "3-edited.png"), full_page=True)
+
+        page.get_by_role("tab", name="6 Mix").click()
+        page.get_by_role("button", name="Mix", exact=True).click()
+        expect(page.get_by_text("Identity distance to A:")).to_be_visible()
+        page.screenshot(path=str(shots / "4-mixed.png"), full_page=True)
+
+        page.get_by_role("tab", name="5 Talk").click()
+        page.get_by_label("Text to say").fill("Hello there.")
+        page.get_by_label("Paste back into the photo").check()
+        page.get_by_role("button", name="Make video", exact=True).click()
+        expect(page.locator("video").first).to_be_visible()
+        page.screenshot(path=str(shots / "5-talk.png"), full_page=True)
         browser.close()
     assert not errors, "\n".join(errors)
 
