@@ -83,3 +83,24 @@ def test_offset_dropout_decodes_dropped_faces_from_w_alone(tmp_path):
     trainer.G.synthesis = lambda ws, **kw: codes.append(ws.detach()) or synthesis(ws, **kw)
     trainer.step(trainer_batch(trainer)[:4])
     assert not torch.equal(codes[0], codes[0][:, :1].expand_as(codes[0]))  # offsets kept
+
+
+def test_model_card_records_recipe_numbers_and_limits(tmp_path):
+    import json
+    from dataclasses import asdict
+
+    from pipeline.training.generator_train import TrainState
+    from pipeline.training.model_card import write_model_card
+
+    (tmp_path / "generator.json").write_text(json.dumps(TINY.to_dict()))
+    (tmp_path / "heldout.txt").write_text("# held out\na.jpg\nb.jpg\n")
+    state = asdict(TrainState(images_seen=72_000, cpu_seconds=3600.0, wall_seconds=7200.0))
+    (tmp_path / "training.json").write_text(json.dumps({"recipe": asdict(RECIPES["ae-w"]), "train": state, "train_files": 10}))
+    samples = {"age_mean": 22.0, "age_std": 9.0, "female_share": 0.7, "identity_pairwise_distance": 0.6}
+    real = {"age_mean": 35.0, "age_std": 18.0, "female_share": 0.5, "identity_pairwise_distance": 0.83}
+    bench = {"kid_trunc1.0": 2500.0, "reconstruction": {"psnr": 21.5}, "attributes": {"samples": samples, "real": real}}
+    card = write_model_card(tmp_path, bench, {"ae, 50.4k images": {"kid_trunc1.0": 3261.0}}).read_text()
+    assert "| kid_trunc1.0 | 2500 |" in card and "| psnr | 21.5 |" in card and "Images seen: 72,000" in card
+    assert "50% of each batch decoded from W alone" in card and "2 faces held out" in card
+    assert "less varied than real faces" in card and "age 22 ± 9 vs 35 ± 18 years" in card
+    assert '"ae, 50.4k images"' in card
