@@ -11,7 +11,7 @@ DEFAULT_OUT = Path("weights/utkface-64")
 def register(sub, groups) -> None:
     p = groups["train"].add_parser("generator", help="train the embedded generator + encoder (resumable)")
     p.add_argument("--data", type=Path, required=True, help="folder of training faces (UTKFace aligned crops)")
-    p.add_argument("--recipe", default="ae", help="training recipe (see pipeline/training/generator_train.py)")
+    p.add_argument("--recipe", default="ae-w", help="training recipe (see pipeline/training/generator_train.py)")
     p.add_argument("--run-dir", type=Path, default=None, help="full training state (default runs/<recipe>)")
     p.add_argument("--max-minutes", type=float, default=None)
     p.add_argument("--max-cpu-minutes", type=float, default=None, help="stop after this much CPU time in total")
