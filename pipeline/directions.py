@@ -6,8 +6,9 @@ standard deviation whatever the model. They are found three ways (InterFaceGAN, 
 labelled-photo route and SeFa):
 
 - supervised: sample W, render, score the faces (:mod:`pipeline.attributes`), fit a linear
-  SVM per attribute on the confident extremes (the top and bottom fractions by score) and
-  take its unit normal; held-out accuracy on the extremes says how usable it is;
+  SVM per attribute on the confident extremes (the top and bottom fractions by score), in
+  whitened coordinates, and take its normal mapped back to W; held-out accuracy on the
+  extremes says how usable it is;
 - per-layer analysis: the direction applied to the coarse / middle / fine W+ rows (and
   their contiguous unions) and the attribute change measured; the fewest rows that keep
   most of the change become the edit's default layers;
@@ -310,7 +311,13 @@ class Fit:
 def fit_direction(codes: np.ndarray, score: np.ndarray, fraction: float = EXTREME_FRACTION, seed: int = 0,
                   labels: np.ndarray | None = None) -> Fit:  # fmt: skip
     """Linear SVM separating the top ``fraction`` of ``score`` from the bottom one (or the given
-    0/1 ``labels``), trained on part of them and scored on the rest."""
+    0/1 ``labels``), trained on part of them and scored on the rest.
+
+    The SVM is fitted on whitened codes and its normal mapped back to W as a move: the way the
+    codes shift when the score grows (about the difference of the two class means). In raw W
+    coordinates the normal of an anisotropic W leans towards low-variance axes, where one
+    standard deviation barely changes the face.
+    """
     from sklearn.svm import LinearSVC
 
     codes = np.asarray(codes, dtype=np.float64)
@@ -330,13 +337,22 @@ def fit_direction(codes: np.ndarray, score: np.ndarray, fraction: float = EXTREM
     n_val = max(2, int(len(perm) * VALIDATION_FRACTION))
     val, train = perm[:n_val], perm[n_val:]
     centre = codes.mean(0)
-    x = codes[chosen] - centre
+    colour = whitening(codes)
+    x = (codes[chosen] - centre) @ np.linalg.inv(colour)
     svm = LinearSVC(C=1.0, max_iter=20_000, dual="auto").fit(x[train], target[train])
     accuracy = float((svm.predict(x[val]) == target[val]).mean())
-    normal = svm.coef_[0] / np.linalg.norm(svm.coef_[0])
+    move = svm.coef_[0] @ colour  # a step along the normal in whitened space, seen in W
+    normal = move / np.linalg.norm(move)
     projection = (codes - centre) @ normal
     correlation = float(np.corrcoef(projection, score)[0, 1]) if score.std() > 0 else 0.0
     return Fit(normal, accuracy, correlation, len(train), n_val)
+
+
+def whitening(codes: np.ndarray) -> np.ndarray:
+    """``C`` with ``white @ C = codes - mean`` for whitened ``white`` (C^T C is the covariance)."""
+    values, vectors = np.linalg.eigh(np.cov(codes, rowvar=False))
+    values = np.clip(values, values.max() * 1e-8, None)
+    return np.sqrt(values)[:, None] * vectors.T
 
 
 def cosine(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:

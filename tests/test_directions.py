@@ -37,16 +37,37 @@ def unit(v) -> torch.Tensor:
 
 def test_svm_recovers_a_planted_direction():
     rng = np.random.default_rng(0)
-    codes = rng.normal(size=(3000, 64)) * rng.uniform(0.5, 2.0, size=64)  # anisotropic, like W
+    codes = rng.normal(size=(3000, 64))
     planted = rng.normal(size=64)
     planted /= np.linalg.norm(planted)
     score = codes @ planted + 0.2 * rng.normal(size=3000)
     fit = fit_direction(codes, score)
-    assert cosine(fit.normal, planted) > 0.9  # points the way the score grows
+    assert cosine(fit.normal, planted) > 0.95  # points the way the score grows
     assert fit.accuracy > 0.95 and fit.correlation > 0.9
     # A score with nothing linear behind it gives a fit no better than chance.
     noise = fit_direction(codes, rng.normal(size=3000))
     assert noise.accuracy < 0.7
+
+
+def test_direction_follows_how_codes_move_in_an_anisotropic_space():
+    """With W stretched unevenly, the edit is the shift of the codes as the score grows
+    (covariance times the score's weights), not the raw separating normal, which leans to the
+    thin axes where a standard deviation barely moves anything."""
+    rng = np.random.default_rng(2)
+    spread = np.r_[np.full(8, 4.0), np.full(56, 0.25)]
+    codes = rng.normal(size=(3000, 64)) * spread
+    weights = np.r_[np.full(8, 0.25), np.full(56, 4.0)] * rng.choice([-1.0, 1.0], size=64)
+    score = codes @ weights + rng.normal(size=3000)
+    fit = fit_direction(codes, score)
+    shift = (spread**2) * weights
+    assert cosine(fit.normal, shift) > 0.9
+
+    # one standard deviation along it moves the score more than along the raw weights
+    def score_change_per_sd(v):
+        v = v / np.linalg.norm(v)
+        return abs(v @ weights) * (codes @ v).std()
+
+    assert score_change_per_sd(fit.normal) > 1.5 * score_change_per_sd(weights)
 
 
 def test_svm_on_given_labels():
