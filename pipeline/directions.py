@@ -337,8 +337,8 @@ def fit_direction(codes: np.ndarray, score: np.ndarray, fraction: float = EXTREM
     n_val = max(2, int(len(perm) * VALIDATION_FRACTION))
     val, train = perm[:n_val], perm[n_val:]
     centre = codes.mean(0)
-    colour = whitening(codes)
-    x = (codes[chosen] - centre) @ np.linalg.inv(colour)
+    whiten, colour = whitening(codes)
+    x = (codes[chosen] - centre) @ whiten
     svm = LinearSVC(C=1.0, max_iter=20_000, dual="auto").fit(x[train], target[train])
     accuracy = float((svm.predict(x[val]) == target[val]).mean())
     move = svm.coef_[0] @ colour  # a step along the normal in whitened space, seen in W
@@ -348,11 +348,12 @@ def fit_direction(codes: np.ndarray, score: np.ndarray, fraction: float = EXTREM
     return Fit(normal, accuracy, correlation, len(train), n_val)
 
 
-def whitening(codes: np.ndarray) -> np.ndarray:
-    """``C`` with ``white @ C = codes - mean`` for whitened ``white`` (C^T C is the covariance)."""
+def whitening(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(whiten, colour)``: centred codes ``@ whiten`` have identity covariance, and ``@ colour``
+    takes them back (``colour.T @ colour`` is the covariance)."""
     values, vectors = np.linalg.eigh(np.cov(codes, rowvar=False))
-    values = np.clip(values, values.max() * 1e-8, None)
-    return np.sqrt(values)[:, None] * vectors.T
+    root = np.sqrt(np.clip(values, values.max() * 1e-8, None))
+    return vectors / root, root[:, None] * vectors.T
 
 
 def cosine(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
