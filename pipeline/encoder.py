@@ -27,9 +27,23 @@ class EncoderConfig:
     n_latent: int = 10
     channels: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
     hidden: int = 512
+    # A larger input (twice ``resolution``) adds a detail branch whose features join the
+    # stem's: how an encoder grows with its generator without forgetting what it learned.
+    input_resolution: int = 0
+    detail_channels: int = 16
+
+    @property
+    def image_size(self) -> int:
+        return max(self.input_resolution, self.resolution)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def resize(image: torch.Tensor, size: int) -> torch.Tensor:
+    if image.shape[-1] == size:
+        return image
+    return F.interpolate(image, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
 class ResidualDown(nn.Module):
@@ -55,6 +69,14 @@ class Encoder(nn.Module):
         chans = list(config.channels)
         chans = chans + [chans[-1]] * (levels - len(chans))
         self.stem = nn.Conv2d(3, chans[0], 3, padding=1)
+        if config.input_resolution > config.resolution:
+            if config.input_resolution != 2 * config.resolution:
+                raise ValueError("the detail branch takes an input twice the encoder's resolution")
+            self.detail = nn.Sequential(
+                nn.Conv2d(3, config.detail_channels, 3, padding=1), nn.LeakyReLU(0.2),
+                ResidualDown(config.detail_channels, chans[0]),
+            )  # fmt: skip
+            self.detail_gain = nn.Parameter(torch.zeros(()))  # starts as the grown-from encoder
         blocks = []
         in_ch = chans[0]
         for out_ch in chans[:levels]:
@@ -68,10 +90,10 @@ class Encoder(nn.Module):
         nn.init.zeros_(self.to_offsets.bias)
 
     def features(self, image: torch.Tensor) -> torch.Tensor:
-        if image.shape[-1] != self.config.resolution:
-            size = (self.config.resolution, self.config.resolution)
-            image = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
-        x = F.leaky_relu(self.stem(image), 0.2)
+        image = resize(image, self.config.image_size)
+        x = F.leaky_relu(self.stem(resize(image, self.config.resolution)), 0.2)
+        if hasattr(self, "detail"):
+            x = x + self.detail_gain * self.detail(image)
         x = self.blocks(x)
         return F.leaky_relu(self.hidden(x.flatten(1)), 0.2)
 

@@ -29,6 +29,7 @@ def register(sub, groups) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from ..errors import UserError
     from ..training.generator_train import RECIPES, export, recipe_with, train
+    from ..training.sharp import trainer_for
 
     if args.recipe not in RECIPES:
         raise UserError(f"unknown recipe {args.recipe!r}; choose from {', '.join(RECIPES)}")
@@ -39,6 +40,7 @@ def run_train(args: argparse.Namespace) -> int:
     trainer = train(
         args.data, recipe, run_dir, max_images=args.max_images, max_minutes=args.max_minutes, max_cpu_minutes=args.max_cpu_minutes,
         resume=not args.fresh, compact_state=args.compact_state, threads=args.threads,
+        trainer_class=trainer_for(recipe),
     )  # fmt: skip
     if args.export:
         export(trainer, args.data, args.export)

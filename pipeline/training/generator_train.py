@@ -52,6 +52,10 @@ class Recipe:
     lr: float = 0.001
     d_lr: float = 0.0002  # a slower critic: pretrained features make it strong early
     batch: int = 16
+    resolution: int = 64  # a larger one grows the shipped model (see :mod:`.sharp`)
+    critic: str = "features"  # "features": frozen SqueezeNet taps; "patch": PatchGAN on pixels, hinge
+    manifold_codes: int = 0  # decodes per step of codes with no reconstruction target (critic only)
+    freeze_images: int = 0  # after growing, images for which only the new blocks train
 
 
 RECIPES = {
@@ -62,12 +66,33 @@ RECIPES = {
     # + a discriminator on frozen SqueezeNet features (the taps the perceptual loss
     # computes anyway), on reconstructions and on samples from the W prior.
     "ae-pgan": Recipe("ae-pgan", adversarial=0.05, prior_adversarial=0.05, adversarial_after=4000, r1_gamma=10.0),
+    # Grown to 128 px, then a VQGAN-style decoder: L1 + perceptual + hinge PatchGAN weighted
+    # adaptively, the critic also seeing decodes of prior samples, interpolations and edits.
+    # ``adversarial_after`` and ``freeze_images`` count from the growth.
+    "sharp-128": Recipe(
+        "sharp-128", resolution=128, critic="patch", adversarial=0.5, adversarial_after=6000,
+        manifold_codes=8, freeze_images=20_000, lr=0.0005, d_lr=0.0002,
+    ),  # fmt: skip
+    # The same without the off-data codes: the critic sees reconstructions only.
+    "sharp-128-rec": Recipe(
+        "sharp-128-rec", resolution=128, critic="patch", adversarial=0.5, adversarial_after=6000,
+        manifold_codes=0, freeze_images=20_000, lr=0.0005, d_lr=0.0002,
+    ),  # fmt: skip
 }
 
 EMBEDDED_CONFIG = GeneratorConfig(
     resolution=64, style_dim=256, n_mlp=4, channels={4: 256, 8: 256, 16: 128, 32: 64, 64: 32}
 )
-FEATURE_TAPS = (1, 2, 4, 6)  # SqueezeNet taps the feature discriminator reads
+FEATURE_TAPS = (1, 2, 4, 6)
+
+
+def grown_config(config: GeneratorConfig, resolution: int) -> GeneratorConfig:
+    """``config`` with synthesis blocks up to ``resolution``, halving channels per doubling."""
+    channels = dict(config.channels)
+    while max(channels) < resolution:
+        top = max(channels)
+        channels[top * 2] = max(channels[top] // 2, 8)
+    return replace(config, resolution=resolution, channels=channels)  # SqueezeNet taps the feature discriminator reads
 
 
 class FeatureDiscriminator(torch.nn.Module):
@@ -105,6 +130,7 @@ class TrainState:
     cpu_seconds: float = 0.0
     wall_seconds: float = 0.0
     step: int = 0
+    grown_at: int = 0  # images seen when the model last grew
 
 
 class RunningGaussian:
@@ -162,10 +188,9 @@ class Trainer:
         torch.manual_seed(seed)
         self.recipe, self.config, self.run_dir = recipe, config, run_dir
         self.G = Generator(config)
-        self.E = Encoder(EncoderConfig(config.resolution, config.style_dim, config.n_latent))
+        self.E = Encoder(self.encoder_config(config))
         self.perceptual = PerceptualDistance(calibrated=False, resize=None)
-        gan = recipe.adversarial or recipe.prior_adversarial
-        self.D = FeatureDiscriminator(TAP_CHANNELS) if gan else None
+        self.D = self.make_critic()
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.E_ema = copy.deepcopy(self.E).eval().requires_grad_(False)
         params = [*self.G.convs.parameters(), *self.G.to_rgbs.parameters(), *self.G.conv1.parameters(),
@@ -175,6 +200,13 @@ class Trainer:
         self.prior = RunningGaussian(config.style_dim)
         self.state = TrainState()
         self.w_std = 1.0
+
+    def encoder_config(self, config: GeneratorConfig) -> EncoderConfig:
+        return EncoderConfig(config.resolution, config.style_dim, config.n_latent)
+
+    def make_critic(self) -> torch.nn.Module | None:
+        gan = self.recipe.adversarial or self.recipe.prior_adversarial
+        return FeatureDiscriminator(TAP_CHANNELS) if gan else None
 
     # ---- persistence
 
@@ -295,13 +327,16 @@ class Trainer:
             self.opt_d.step()
             logs["d"] = d_loss.item()
 
-        decay = 0.5 ** (r.batch / 10_000)  # EMA half-life of 10k images
-        decay = min(decay, (1 + self.state.step) / (10 + self.state.step))  # fast warm-up
-        ema_update(self.G_ema, G, decay)
-        ema_update(self.E_ema, E, decay)
-        self.state.step += 1
-        self.state.images_seen += real.shape[0]
+        self.update_averages(real.shape[0])
         return logs
+
+    def update_averages(self, batch: int) -> None:
+        decay = 0.5 ** (batch / 10_000)  # EMA half-life of 10k images
+        decay = min(decay, (1 + self.state.step) / (10 + self.state.step))  # fast warm-up
+        ema_update(self.G_ema, self.G, decay)
+        ema_update(self.E_ema, self.E, decay)
+        self.state.step += 1
+        self.state.images_seen += batch
 
     # ---- samples
 
@@ -327,14 +362,17 @@ def train(
     threads: int | None = None,
     checkpoint_minutes: float = 10.0,
     heldout_count: int = HELDOUT_COUNT,
+    trainer_class: type[Trainer] = Trainer,
     log=print,
 ) -> Trainer:
+    if recipe.resolution != config.resolution:
+        config = grown_config(config, recipe.resolution)
     if threads:
         torch.set_num_threads(threads)
     files = list_images(data_dir)
     train_files, _ = heldout_split(files, heldout_count)
     faces = load_faces(data_dir, train_files, config.resolution, cache_dir=run_dir.parent / "cache")
-    trainer = Trainer(recipe, config, run_dir)
+    trainer = trainer_class(recipe, config, run_dir)
     if resume and (run_dir / "state.pt").exists():
         trainer.load(run_dir / "state.pt")
         log(f"resumed from {run_dir / 'state.pt'} at {trainer.state.images_seen} images")

@@ -1,0 +1,253 @@
+"""A sharp decoder: the shipped generator grown a resolution and trained against a PatchGAN.
+
+An autoencoder trained on L1 + perceptual losses decodes blurry faces, and only the codes its
+encoder produces. This trainer follows the VQGAN / latent-diffusion autoencoders:
+
+- reconstruction (L1 + perceptual) stays the anchor, so the adversarial term cannot collapse
+  the model;
+- a hinge PatchGAN on pixels, weighted adaptively by the ratio of the gradient norms of the
+  reconstruction and adversarial losses at the last layer, switched on after the grown block
+  has settled; DiffAugment (colour, translation) on everything the critic sees;
+- the critic also sees decodes of codes that have no reconstruction target (samples of the W
+  prior, interpolations between encoded faces, encoded faces moved along the model's edit
+  directions), so every code the app decodes is pushed onto the face manifold (as ALAE does);
+- growing rather than restarting: a new synthesis block whose ToRGB starts at zero (the
+  skip architecture then outputs the upsampled old image, so nothing is lost at the switch)
+  and a detail branch of the encoder, trained alone first, then everything fine-tuned.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file
+from torch import nn
+
+from ..encoder import EncoderConfig
+from ..generator import GeneratorConfig
+from .generator_train import Recipe, Trainer, TrainState
+
+DIRECTIONS_FILE = "directions.safetensors"
+EDIT_RANGE = 3.0  # edited codes move up to this many standard deviations along a direction
+ADAPTIVE_EVERY = 4  # steps between re-estimates of the adaptive adversarial weight
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN (pix2pix / taming's NLayerDiscriminator): one logit per ~70-px patch."""
+
+    def __init__(self, width: int = 32, layers: int = 3):
+        super().__init__()
+        blocks: list[nn.Module] = [nn.Conv2d(3, width, 4, 2, 1), nn.LeakyReLU(0.2)]
+        ch = width
+        for i in range(1, layers + 1):
+            out = width * min(2**i, 8)
+            stride = 2 if i < layers else 1
+            blocks += [nn.Conv2d(ch, out, 4, stride, 1, bias=False), nn.BatchNorm2d(out), nn.LeakyReLU(0.2)]
+            ch = out
+        blocks.append(nn.Conv2d(ch, 1, 4, 1, 1))
+        self.net = nn.Sequential(*blocks)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.net(image)
+
+
+def diff_augment(images: torch.Tensor, translation: float = 0.125) -> torch.Tensor:
+    """DiffAugment's colour and translation policies: differentiable, fresh per image."""
+    n = images.shape[0]
+    rand = lambda: torch.rand(n, 1, 1, 1, device=images.device)  # noqa: E731
+    x = images + (rand() - 0.5)
+    mean = x.mean(1, keepdim=True)
+    x = (x - mean) * (rand() * 2) + mean
+    mean = x.mean((1, 2, 3), keepdim=True)
+    x = (x - mean) * (rand() + 0.5) + mean
+    size = x.shape[-1]
+    shift = int(size * translation + 0.5)
+    padded = F.pad(x, (shift, shift, shift, shift))
+    offsets = torch.randint(0, 2 * shift + 1, (n, 2))
+    return torch.stack([padded[i, :, dy : dy + size, dx : dx + size] for i, (dy, dx) in enumerate(offsets.tolist())])
+
+
+def hinge_critic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean())
+
+
+def grow_generator_state(old: dict[str, torch.Tensor], new: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The old generator's tensors in the grown one; new tensors as initialised, new ToRGB at zero."""
+    out = dict(new)
+    for k, v in old.items():
+        if k in out and out[k].shape == v.shape:
+            out[k] = v.float()
+    last_rgb = max(int(k.split(".")[1]) for k in new if k.startswith("to_rgbs."))
+    for k in (f"to_rgbs.{last_rgb}.conv.weight", f"to_rgbs.{last_rgb}.bias"):
+        out[k] = torch.zeros_like(new[k])
+    return out
+
+
+def grow_encoder_state(old: dict[str, torch.Tensor], new: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The old encoder in the grown one; the offsets of the new W+ rows start at zero."""
+    out = dict(new)
+    for k, v in old.items():
+        if k not in out:
+            continue
+        if out[k].shape == v.shape:
+            out[k] = v.float()
+        elif k.startswith("to_offsets."):
+            grown = torch.zeros_like(new[k])
+            grown[: v.shape[0]] = v.float()
+            out[k] = grown
+    return out
+
+
+def is_new_parameter(name: str, n_blocks: int) -> bool:
+    """Generator / encoder parameters that growing added (the ones trained alone first)."""
+    if name.startswith(("detail", "to_offsets")):
+        return True
+    parts = name.split(".")
+    if parts[0] == "convs":
+        return int(parts[1]) >= 2 * (n_blocks - 1)
+    if parts[0] == "to_rgbs":
+        return int(parts[1]) == n_blocks - 1
+    return False
+
+
+class SharpTrainer(Trainer):
+    """:class:`Trainer` with the grown model, a PatchGAN critic and codes off the data."""
+
+    def __init__(self, recipe: Recipe, config: GeneratorConfig, run_dir: Path, seed: int = 0):
+        super().__init__(recipe, config, run_dir, seed)
+        self.directions = torch.zeros(0, config.style_dim)
+        self.adaptive_weight = 0.0
+
+    def encoder_config(self, config: GeneratorConfig) -> EncoderConfig:
+        # The encoder keeps working at the old resolution, plus a detail branch at the new one.
+        return EncoderConfig(config.resolution // 2, config.style_dim, config.n_latent, input_resolution=config.resolution)
+
+    def make_critic(self) -> nn.Module:
+        return PatchDiscriminator()
+
+    # ---- growing from a smaller compact state
+
+    def load_compact(self, path: Path) -> None:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata()
+        old_config = GeneratorConfig.from_dict(json.loads(meta["config"]))
+        if old_config.resolution == self.config.resolution:
+            super().load_compact(path)
+            return
+        tensors = load_file(str(path))
+        for name, net in (("G", self.G), ("G_ema", self.G_ema), ("E", self.E), ("E_ema", self.E_ema)):
+            old = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")}
+            grow = grow_generator_state if name.startswith("G") else grow_encoder_state
+            net.load_state_dict(grow(old, net.state_dict()))
+        self.prior.moments = {k: tensors[f"prior.{k}"].float() for k in self.prior.moments}
+        state = json.loads(meta["state"])
+        self.state = TrainState(**{**state, "grown_at": state["images_seen"]})
+        directions = path.parent / DIRECTIONS_FILE
+        if directions.exists():
+            self.directions = torch.stack([v.float() for v in load_file(str(directions)).values() if v.ndim == 1])
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        torch.save(self.directions, self.run_dir / "directions.pt")
+
+    def load(self, path: Path) -> None:
+        super().load(path)
+        saved = path.parent / "directions.pt"
+        if saved.exists():
+            self.directions = torch.load(saved, weights_only=True)
+
+    # ---- codes with no reconstruction target
+
+    def manifold_codes(self, w: torch.Tensor, offsets: torch.Tensor, count: int) -> torch.Tensor:
+        """W+ codes the app decodes but the data never shows: prior samples, mixes, edits."""
+        n_latent = self.config.n_latent
+        third = max(count // 3, 1)
+        prior = self.prior.sample(third).unsqueeze(1).expand(-1, n_latent, -1)
+        pick = torch.randint(0, w.shape[0], (2, third))
+        t = torch.rand(third, 1, 1)
+        codes = w.unsqueeze(1) + offsets
+        mixes = torch.lerp(codes[pick[0]], codes[pick[1]], t)
+        n_edit = count - 2 * third
+        edits = codes[torch.randint(0, w.shape[0], (n_edit,))]
+        if len(self.directions) and n_edit > 0:
+            d = self.directions[torch.randint(0, len(self.directions), (n_edit,))]
+            d = d / d.norm(dim=1, keepdim=True)
+            sigma = ((d @ self.prior.cov) * d).sum(1).clamp_min(1e-8).sqrt()
+            strength = (torch.rand(n_edit) * 2 - 1) * EDIT_RANGE * sigma
+            edits = edits + (strength[:, None] * d).unsqueeze(1)
+        return torch.cat([prior, mixes, edits])
+
+    # ---- one step
+
+    def set_stage(self) -> bool:
+        """Train only the grown blocks for the first ``freeze_images``; returns True meanwhile."""
+        frozen = self.state.images_seen - self.state.grown_at < self.recipe.freeze_images
+        n_blocks = len(self.G.to_rgbs)
+        for name, p in self.G.named_parameters():
+            if not name.startswith("style."):
+                p.requires_grad_(not frozen or is_new_parameter(name, n_blocks))
+        for name, p in self.E.named_parameters():
+            p.requires_grad_(not frozen or is_new_parameter(name, n_blocks))
+        return frozen
+
+    def last_layer_weight(self, loss: torch.Tensor, adv: torch.Tensor) -> float:
+        """taming's adaptive weight: ||grad rec|| / ||grad adv|| at the generator's last layer."""
+        last = self.G.to_rgbs[-1].conv.weight
+        g_rec = torch.autograd.grad(loss, last, retain_graph=True)[0]
+        g_adv = torch.autograd.grad(adv, last, retain_graph=True)[0]
+        return (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(0, 1e4).item()
+
+    def step(self, real: torch.Tensor) -> dict[str, float]:
+        r, G, E, D, P = self.recipe, self.G, self.E, self.D, self.perceptual
+        frozen = self.set_stage()
+        since_growth = self.state.images_seen - self.state.grown_at
+        gan_on = since_growth >= r.adversarial_after
+        logs: dict[str, float] = {"frozen": float(frozen)}
+
+        w, offsets = E(real)
+        self.prior.update(w)
+        scale = self.prior.cov.diagonal().mean().sqrt().item()
+        w_in = w + r.latent_noise * scale * torch.randn_like(w)
+        used = offsets
+        if r.offset_dropout:
+            used = offsets * (torch.rand(offsets.shape[0], 1, 1) >= r.offset_dropout).to(offsets)
+        fake = G.synthesis(w_in.unsqueeze(1) + used)
+        with torch.no_grad():
+            feats_real = P.raw_features(real)
+        l1 = (fake - real).abs().mean()
+        lp = P.distance_from_features(P.raw_features(fake), feats_real).mean()
+        rec = r.pixel * l1 + r.perceptual * lp
+        loss = rec + r.offset_reg * offsets.square().mean()
+        logs["l1"], logs["lpips"] = l1.item(), lp.item()
+
+        fakes = fake
+        if gan_on:
+            if r.manifold_codes:
+                fakes = torch.cat([fake, G.synthesis(self.manifold_codes(w.detach(), offsets.detach(), r.manifold_codes))])
+            D.eval()  # the generator's pass leaves the critic's batch statistics alone
+            adv = -D(diff_augment(fakes)).mean()
+            D.train()
+            if self.state.step % ADAPTIVE_EVERY == 0 or not self.adaptive_weight:
+                self.adaptive_weight = self.last_layer_weight(rec, adv)
+            loss = loss + r.adversarial * self.adaptive_weight * adv
+            logs["g_adv"], logs["adv_weight"] = adv.item(), self.adaptive_weight
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+
+        if gan_on:
+            d_loss = hinge_critic_loss(D(diff_augment(real)), D(diff_augment(fakes.detach())))
+            self.opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.opt_d.step()
+            logs["d"] = d_loss.item()
+
+        self.update_averages(real.shape[0])
+        return logs
+
+
+def trainer_for(recipe: Recipe) -> type[Trainer]:
+    """The trainer a recipe needs: the pixel critic comes with growing."""
+    return SharpTrainer if recipe.critic == "patch" else Trainer
