@@ -124,7 +124,9 @@ class SharpTrainer(Trainer):
 
     def encoder_config(self, config: GeneratorConfig) -> EncoderConfig:
         # The encoder keeps working at the old resolution, plus a detail branch at the new one.
-        return EncoderConfig(config.resolution // 2, config.style_dim, config.n_latent, input_resolution=config.resolution)
+        return EncoderConfig(
+            config.resolution // 2, config.style_dim, config.n_latent, input_resolution=config.resolution
+        )
 
     def make_critic(self) -> nn.Module:
         return PatchDiscriminator()
@@ -225,7 +227,9 @@ class SharpTrainer(Trainer):
         fakes = fake
         if gan_on:
             if r.manifold_codes:
-                fakes = torch.cat([fake, G.synthesis(self.manifold_codes(w.detach(), offsets.detach(), r.manifold_codes))])
+                fakes = torch.cat(
+                    [fake, G.synthesis(self.manifold_codes(w.detach(), offsets.detach(), r.manifold_codes))]
+                )
             D.eval()  # the generator's pass leaves the critic's batch statistics alone
             adv = -D(diff_augment(fakes)).mean()
             D.train()
