@@ -1,6 +1,6 @@
 """The bad-input corpus: every kind of input a stranger may send, made on the fly (no stored binaries),
 and one function per surface that feeds a case through it: the package API, the command line and
-the app's API. The tests (``tests/test_bad_inputs.py``) and ``bench/corpus.py`` share it.
+the app's API. The tests (``tests/test_bad_inputs.py``) and ``pipeline/bench/corpus.py`` share it.
 
 Each case says what must happen: refused with a one-line reason matching ``reason``, or accepted
 (``reason`` is None: e.g. an animated GIF is read by its first frame, a hostile file name is just a name).
@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from pipeline.latents import Latent, save_latent
+from pipeline.latent.files import Latent, save_latent
 
 DATA = Path(__file__).parent / "data"
 FACE = DATA / "faces" / "astronaut.png"
@@ -207,9 +207,9 @@ def dims_of(G) -> dict:
 
 def through_api(case: Case, made: Path | str, studio, session) -> Outcome:
     """The package's own functions, as a script would call them."""
-    from pipeline.audio import load_audio
     from pipeline.errors import UserError
-    from pipeline.speech import synthesize
+    from pipeline.talk.audio import load_audio
+    from pipeline.talk.speech import synthesize
 
     try:
         if case.kind == "image":

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.align import (
+from pipeline.bench.align import psnr
+from pipeline.errors import UserError
+from pipeline.faces.align import (
     AlignedFace,
     align_face,
     alignment_matrix,
@@ -19,11 +21,9 @@ from pipeline.align import (
     umeyama,
     warp_affine,
 )
-from pipeline.align_bench import psnr
-from pipeline.errors import UserError
-from pipeline.faces import detect_faces, find_faces, select_face
-from pipeline.images import load_image
-from pipeline.paste import paste_back, paste_mask
+from pipeline.faces.detection import detect_faces, find_faces, select_face
+from pipeline.faces.images import load_image
+from pipeline.faces.paste import paste_back, paste_mask
 
 FACES = Path(__file__).parent / "data" / "faces"
 

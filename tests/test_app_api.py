@@ -25,10 +25,10 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from pipeline.checkpoints import generator_from_state_dict, load_native, save_native  # noqa: E402
-from pipeline.encoder import Encoder, EncoderConfig, save_encoder  # noqa: E402
-from pipeline.generator import Generator  # noqa: E402
-from pipeline.latents import load_latent_for  # noqa: E402
+from pipeline.latent.files import load_latent_for  # noqa: E402
+from pipeline.models.checkpoints import generator_from_state_dict, load_native, save_native  # noqa: E402
+from pipeline.models.encoder import Encoder, EncoderConfig, save_encoder  # noqa: E402
+from pipeline.models.generator import Generator  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
@@ -219,3 +219,50 @@ def test_a_text_file_is_a_clear_error(client, tmp_path):
     notes.write_text("not a photo")
     with pytest.raises(AppError, match="notes.txt is not an image"):
         client.predict(handle_file(str(notes)), api_name="/upload")
+
+
+# --------------------------------------------------------------------------- happy paths of the other endpoints
+
+TABS = ("encode", "optimise", "edit", "talk", "mix", "create")  # each has a "Start from something else" row
+
+
+def test_pick_model_shows_the_model(client):
+    about, note, conditioning, first, last, *sliders = client.predict(MODEL, api_name="/pick_model")
+    assert MODEL in about and "3 edit directions" in about
+    assert "Move a slider" in note
+    assert [c[1] for c in conditioning["choices"]] == ["pc0", "pc1", "pc2"]
+    G = model_generator()
+    assert first["value"] == 0 and last["value"] == G.n_latent - 1
+    assert [s.get("label") for s in sliders[:3]] == ["pc0", "pc1", "pc2"] and len(sliders) == 8
+
+
+def test_start_from_a_latent_file_on_every_tab(app, tmp_path):
+    """A valid latent file continues on every tab: the face it holds, and the same code handed back."""
+    client = Client(app, verbose=False)
+    face, latent_file = client.predict(7, api_name="/random_face")
+    G = model_generator()
+    code = load_latent_for(latent_file, G, MODEL).latent
+    for tab in TABS:
+        shown, again = client.predict(handle_file(latent_file), api_name=f"/start_from_file_{tab}")
+        assert np.array_equal(image(shown), image(face)), tab
+        assert torch.equal(load_latent_for(again, G, MODEL).latent, code), tab
+    # ... and the face can be edited from there.
+    _, after, *_ = client.predict([], True, 0, 9, False, 3.0, 0, 0, 0, 0, 0, 0, 0, api_name="/edit")
+    assert np.abs(image(after).astype(int) - image(face).astype(int)).mean() > 1
+
+
+def test_start_from_a_photo(app):
+    client = Client(app, verbose=False)
+    shown, latent_file = client.predict(handle_file(str(PHOTO)), api_name="/start_from_file_edit")
+    assert image(shown).shape[0] >= 64
+    assert load_latent_for(latent_file, model_generator(), MODEL).space == "wplus"  # the encoder's code
+
+
+def test_random_face_on_every_tab(app):
+    client = Client(app, verbose=False)
+    first, first_file = client.predict(3, api_name="/random_face")
+    G = model_generator()
+    for tab in TABS:
+        face, latent_file = client.predict(3, api_name=f"/random_face_{tab}")
+        assert np.array_equal(image(face), image(first)), tab  # the same seed, the same face
+        assert torch.equal(load_latent_for(latent_file, G, MODEL).latent, load_latent_for(first_file, G, MODEL).latent)

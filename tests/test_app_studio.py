@@ -8,10 +8,10 @@ import torch
 from test_app_api import PHOTO, small_model
 
 from pipeline import studio as studio_module
-from pipeline.directions import Direction, layer_groups
-from pipeline.edit import apply_edits, orthogonalize
 from pipeline.errors import UserError
-from pipeline.latents import load_latent_for
+from pipeline.latent.directions import Direction, layer_groups
+from pipeline.latent.edit import apply_edits, orthogonalize
+from pipeline.latent.files import load_latent_for
 from pipeline.studio import Session, Studio
 
 

@@ -17,11 +17,11 @@ import torch
 from PIL import Image
 from safetensors.numpy import load_file
 
-from pipeline import attributes as A
-from pipeline import face_geometry as fg
 from pipeline.commands import attributes as attributes_command
 from pipeline.errors import UserError
-from pipeline.mini_xception import EMOTIONS, max_pool_same
+from pipeline.faces import attributes as A
+from pipeline.faces import face_geometry as fg
+from pipeline.models.mini_xception import EMOTIONS, max_pool_same
 
 DATA = Path(__file__).parent / "data"
 UTK = DATA / "utkface_mini"

@@ -17,7 +17,7 @@ from test_app_api import launch_app, small_model
 
 from pipeline import provenance
 from pipeline import studio as studio_module
-from pipeline.latents import save_latent
+from pipeline.latent.files import save_latent
 from pipeline.studio import Studio
 
 CASES = corpus()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.images import load_image
+from pipeline.faces.images import load_image
 
 ROOT = Path(__file__).resolve().parents[1]
 FACES = Path(__file__).parent / "data" / "faces"

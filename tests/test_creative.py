@@ -18,18 +18,18 @@ import torch
 from PIL import Image
 
 from pipeline import cli, provenance
-from pipeline.attributes import analyze, scores
-from pipeline.augment import label_agreement, make_variants, write_zip
-from pipeline.commands.directions import load_model_directions
-from pipeline.commands.invert import load_model
-from pipeline.directions import Direction, random_w, render
-from pipeline.edit import apply_edits
+from pipeline.create.augment import label_agreement, make_variants, write_zip
+from pipeline.create.showcase import contact_sheet, sweep_frames, write_gif
 from pipeline.errors import UserError
-from pipeline.expression import expression_basis, transfer_expression
-from pipeline.mixing import mix_codes
-from pipeline.regions import REGIONS, blend, psnr_outside, region_mask
-from pipeline.showcase import contact_sheet, sweep_frames, write_gif
-from pipeline.target_edit import TOLERANCE, edit_to_target
+from pipeline.faces.attributes import analyze, scores
+from pipeline.latent.directions import Direction, random_w
+from pipeline.latent.edit import apply_edits
+from pipeline.latent.expression import expression_basis, transfer_expression
+from pipeline.latent.mixing import mix_codes
+from pipeline.latent.regions import REGIONS, blend, psnr_outside, region_mask
+from pipeline.latent.target_edit import TOLERANCE, edit_to_target
+from pipeline.models.render import render
+from pipeline.studio.models import load_model_directions, read_model
 
 FACES = Path(__file__).parent / "data" / "faces"
 MODEL = "utkface-64"
@@ -39,7 +39,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def model():
-    m = load_model(MODEL, None)
+    m = read_model(MODEL)
     return m, load_model_directions(m, None)
 
 

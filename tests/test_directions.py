@@ -9,21 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.directions import (
+from pipeline.errors import UserError
+from pipeline.latent.directions import (
     Direction,
-    choose_layers,
-    cosine,
-    fit_direction,
     layer_spans,
     load_directions,
     read_report,
     save_directions,
-    sefa_components,
     with_scales,
 )
-from pipeline.edit import apply_edits, orthogonalize
-from pipeline.errors import UserError
-from pipeline.generator import Generator, GeneratorConfig
+from pipeline.latent.edit import apply_edits, orthogonalize
+from pipeline.models.generator import Generator, GeneratorConfig
+from pipeline.training.directions import choose_layers, cosine, fit_direction, sefa_components
 
 ROOT = Path(__file__).resolve().parents[1]
 FFHQ_DIRECTIONS = ROOT / "weights" / "ffhq-1024" / "stylegan2_ffhq_w_directions.safetensors"

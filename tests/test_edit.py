@@ -14,13 +14,13 @@ import torch
 from PIL import Image
 
 from pipeline import cli
-from pipeline.checkpoints import save_native
-from pipeline.directions import Direction, save_directions
-from pipeline.edit import apply_edits, edit_latent, parse_layers, parse_strength
 from pipeline.errors import UserError
-from pipeline.generator import Generator, GeneratorConfig
-from pipeline.imaging import to_uint8
-from pipeline.latents import Latent, load_latent_for, save_latent
+from pipeline.latent.directions import Direction, save_directions
+from pipeline.latent.edit import apply_edits, edit_latent, parse_layers, parse_strength
+from pipeline.latent.files import Latent, load_latent_for, save_latent
+from pipeline.models.checkpoints import save_native
+from pipeline.models.generator import Generator, GeneratorConfig
+from pipeline.models.render import to_uint8
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO = Path(__file__).parent / "data" / "faces" / "astronaut.png"
@@ -57,7 +57,7 @@ def model_dir(tmp_path_factory) -> Path:
 
 
 def render_unedited(folder: Path) -> np.ndarray:
-    from pipeline.checkpoints import load_native
+    from pipeline.models.checkpoints import load_native
 
     G = load_native(folder / "generator.safetensors")
     latent = load_latent_for(folder / "face.safetensors", G, "tiny")

@@ -7,8 +7,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipeline.checkpoints import config_from_state_dict, generator_from_state_dict, random_state_dict
-from pipeline.generator import Discriminator, Generator, GeneratorConfig
+from pipeline.models.checkpoints import config_from_state_dict, generator_from_state_dict, random_state_dict
+from pipeline.models.generator import Discriminator, Generator, GeneratorConfig
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from pipeline.errors import UserError
-from pipeline.images import downscale, load_image
+from pipeline.faces.images import downscale, load_image
 
 FACES = Path(__file__).parent / "data" / "faces"
 

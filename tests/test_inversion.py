@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.encoder import Encoder, EncoderConfig
 from pipeline.errors import UserError
-from pipeline.generator import Generator, GeneratorConfig
-from pipeline.imaging import to_uint8
-from pipeline.inversion import BASELINE, DEFAULTS, invert, learning_rate, noise_regularization
+from pipeline.latent.inversion import BASELINE, DEFAULTS, invert, learning_rate, noise_regularization
+from pipeline.models.encoder import Encoder, EncoderConfig
+from pipeline.models.generator import Generator, GeneratorConfig
+from pipeline.models.render import to_uint8
 
 TINY = GeneratorConfig(resolution=32, style_dim=32, n_mlp=2, channels={4: 32, 8: 32, 16: 16, 32: 16})
 # SqueezeNet at the images' own 32 px keeps each step to milliseconds.

@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 
 from pipeline import cli
-from pipeline.checkpoints import save_native
-from pipeline.encoder import Encoder, EncoderConfig, load_encoder, save_encoder
-from pipeline.generator import Generator, GeneratorConfig
-from pipeline.latents import Latent, load_latent, load_latent_for, save_latent
+from pipeline.latent.files import Latent, load_latent, load_latent_for, save_latent
+from pipeline.models.checkpoints import save_native
+from pipeline.models.encoder import Encoder, EncoderConfig, load_encoder, save_encoder
+from pipeline.models.generator import Generator, GeneratorConfig
 
 MINI = Path(__file__).parent / "data" / "utkface_mini"
 TINY = GeneratorConfig(resolution=32, style_dim=32, n_mlp=2, channels={4: 32, 8: 32, 16: 16, 32: 16})
@@ -105,7 +105,7 @@ def test_wrong_latent_file_is_one_line_error(tmp_path, model_dir, capsys):
 def test_bench_inversion_reports_both_methods(tmp_path, model_dir, capsys, monkeypatch):
     from dataclasses import replace
 
-    from pipeline import inversion
+    from pipeline.latent import inversion
 
     # Shorter runs of the same two recipes, so the test takes seconds.
     monkeypatch.setattr(inversion, "BASELINE", replace(inversion.BASELINE, steps=20, perceptual_resize=None, mean_w_samples=500))

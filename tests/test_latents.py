@@ -5,8 +5,8 @@ import torch
 from safetensors.torch import save_file
 
 from pipeline.errors import UserError
-from pipeline.generator import Generator, GeneratorConfig
-from pipeline.latents import Latent, load_latent, load_latent_for, save_latent
+from pipeline.latent.files import Latent, load_latent, load_latent_for, save_latent
+from pipeline.models.generator import Generator, GeneratorConfig
 
 TINY = GeneratorConfig(resolution=16, style_dim=8, n_mlp=1, channels={4: 8, 8: 8, 16: 8})
 

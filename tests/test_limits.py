@@ -13,8 +13,8 @@ from test_app_api import PHOTO, launch_app, small_model
 
 from pipeline import limits
 from pipeline.errors import UserError
-from pipeline.generator import Generator, GeneratorConfig
-from pipeline.inversion import invert
+from pipeline.latent.inversion import invert
+from pipeline.models.generator import Generator, GeneratorConfig
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

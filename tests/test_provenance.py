@@ -11,9 +11,9 @@ from safetensors.torch import load_file
 
 from pipeline import provenance
 from pipeline.cli import main as cli
-from pipeline.images import save_image
-from pipeline.imaging import save_grid
-from pipeline.video import probe, write_video
+from pipeline.faces.images import save_image
+from pipeline.faces.imaging import save_grid
+from pipeline.talk.video import probe, write_video
 
 GOLDEN = Path(__file__).parent / "data" / "golden" / "stylegan2_rosinality_small64_weights.safetensors"
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipeline import registry
 from pipeline.errors import UserError
+from pipeline.models import registry
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).parent / "data" / "golden"
@@ -71,7 +71,7 @@ def test_hub_model_loads_offline_from_cache_and_matches_golden(hub_cache):
     env, registry_file = hub_cache
     env["STUDIO_MODELS"] = str(registry_file())
     code = (
-        "import torch; from safetensors.torch import load_file; from pipeline import registry\n"
+        "import torch; from safetensors.torch import load_file; from pipeline.models import registry\n"
         "e = registry.get_model('tiny-hub'); assert e.status == 'cached', e.status\n"
         "G = registry.load_generator('tiny-hub')\n"
         "io = load_file('tests/data/golden/stylegan2_rosinality_small64_io.safetensors')\n"

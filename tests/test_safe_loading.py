@@ -13,10 +13,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from pipeline.checkpoints import load_rosinality
 from pipeline.errors import UserError
-from pipeline.latents import Latent, load_latent, save_latent
-from pipeline.mouth import ShapeModel
+from pipeline.latent.files import Latent, load_latent, save_latent
+from pipeline.models.checkpoints import load_rosinality
+from pipeline.talk.mouth import ShapeModel
 from pipeline.training.atnet_train import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +30,7 @@ class Boom:
 
 
 def sources() -> list[Path]:
-    return sorted([*ROOT.joinpath("pipeline").rglob("*.py"), ROOT / "app.py"])
+    return sorted([*ROOT.joinpath("pipeline").rglob("*.py"), *ROOT.joinpath("app_ui").glob("*.py"), ROOT / "app.py"])
 
 
 def test_every_torch_load_is_weights_only_and_nothing_unpickles():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from test_app_api import small_model
 
-from pipeline.commands.app_bench import App
-from pipeline.commands.soak_bench import candidate_faces, distinct, own_results, soak
+from pipeline.bench.app import App
+from pipeline.bench.soak import candidate_faces, distinct, own_results, soak
 
 
 def results(seed: int) -> dict[str, np.ndarray]:

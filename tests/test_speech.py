@@ -10,17 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline.audio import (
-    FEATURE_DIMS,
-    SAMPLE_RATE,
-    WINDOW,
-    audio_features,
-    frame_count,
-    load_audio,
-    speech_stats,
-)
 from pipeline.errors import UserError
-from pipeline.speech import synthesize, synthesize_many
+from pipeline.talk.audio import FEATURE_DIMS, SAMPLE_RATE, WINDOW, audio_features, frame_count, load_audio, speech_stats
+from pipeline.talk.speech import synthesize, synthesize_many
 
 AUDIO = Path(__file__).parent / "data" / "audio"
 SPEECH_CLIPS = [AUDIO / "cmu_arctic_us_aew_a0001.wav", AUDIO / "cmu_arctic_us_axb_a0004.wav"]

@@ -8,12 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import visemes
-from pipeline.audio import FEATURE_DIMS, WINDOW, envelope, frame_count, load_audio
 from pipeline.errors import UserError
-from pipeline.mouth import MOUTH, PARAMS, ShapeModel, articulate, closed, inner_gap, normalise
-from pipeline.speech import Phoneme, synthesize
-from pipeline.talk import (
+from pipeline.talk import visemes
+from pipeline.talk.atnet import (
     DEFAULT_WEIGHTS,
     ATNet,
     ATNetConfig,
@@ -24,6 +21,9 @@ from pipeline.talk import (
     phoneme_mouth_track,
     speech_track,
 )
+from pipeline.talk.audio import FEATURE_DIMS, WINDOW, envelope, frame_count, load_audio
+from pipeline.talk.mouth import MOUTH, PARAMS, ShapeModel, articulate, closed, inner_gap, normalise
+from pipeline.talk.speech import Phoneme, synthesize
 from pipeline.training.atnet_data import fit_shape_model, random_articulations
 
 AUDIO = Path(__file__).parent / "data" / "audio"

@@ -15,25 +15,25 @@ import torch
 from test_app_api import small_model
 
 from pipeline import studio as studio_module
-from pipeline.audio import FPS
-from pipeline.checkpoints import load_native
 from pipeline.cli import main
-from pipeline.latents import Latent, save_latent
-from pipeline.mouth import PARAMS, articulate, closed
-from pipeline.talk import load_talk_model
-from pipeline.talking_head import (
+from pipeline.latent.files import Latent, save_latent
+from pipeline.models.checkpoints import load_native
+from pipeline.talk.atnet import load_talk_model
+from pipeline.talk.audio import FPS
+from pipeline.talk.mouth import PARAMS, articulate, closed
+from pipeline.talk.talking_head import (
     MEASURES,
     TalkMap,
     animate,
     blink_track,
-    fit_talk_map,
     generator_digest,
     load_talk_map,
     measures,
     prepare,
     talk_video,
 )
-from pipeline.video import probe
+from pipeline.talk.video import probe
+from pipeline.training.talk_map import fit_talk_map
 
 MODEL = "utkface-64"  # the name the test model folder stands in for
 NOISE_CLIP = "tests/data/audio/noise_doing_the_dishes_50s-53s.wav"
@@ -208,9 +208,9 @@ def test_studio_talk_makes_the_video(model, tmp_path):
 
 
 def test_talk_video_pastes_into_the_photo(model, tmp_path):
-    from pipeline.align import align_face
-    from pipeline.faces import find_faces
-    from pipeline.images import load_image
+    from pipeline.faces.align import align_face
+    from pipeline.faces.detection import find_faces
+    from pipeline.faces.images import load_image
 
     _, G = model
     photo = load_image("tests/data/faces/astronaut.png")
@@ -232,7 +232,7 @@ def test_fitted_talk_map_opens_the_mouth(model):
     assert set(talk_map.layers) == {"mouth", "eyes"} and talk_map.limits[0, 1] > 0
     head = prepare(G, G.mean_w()[:, None].repeat(1, G.n_latent, 1), talk_map)
     frames = animate(head, opening_track(head, 9)).frames
-    from pipeline.talking_head import read_landmarks
+    from pipeline.talk.talking_head import read_landmarks
 
     opening = measures(read_landmarks(frames, head.box))[:, MEASURES.index("open")]
     assert opening[4] > opening[0], f"the mouth did not open: {opening.round(3)}"

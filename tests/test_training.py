@@ -4,9 +4,9 @@ from pathlib import Path
 
 import torch
 
-from pipeline.checkpoints import load_native
-from pipeline.encoder import load_encoder
-from pipeline.generator import GeneratorConfig
+from pipeline.models.checkpoints import load_native
+from pipeline.models.encoder import load_encoder
+from pipeline.models.generator import GeneratorConfig
 from pipeline.training.data import heldout_split, list_images
 from pipeline.training.generator_train import RECIPES, Trainer, export, recipe_with, train
 

@@ -6,8 +6,8 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 
-from pipeline.mouth import articulate, closed
-from pipeline.video import output_size, probe, sketch, write_video
+from pipeline.talk.mouth import articulate, closed
+from pipeline.talk.video import output_size, probe, sketch, write_video
 
 SR = 16_000
 

@@ -2,7 +2,7 @@
 
 Run once by maintainers: ``python tools/convert_attribute_weights.py --shared ../shared``.
 The Keras HDF5 file is read with h5py only (no TensorFlow): its ``model_config`` is checked
-against :class:`pipeline.mini_xception.MiniXception` layer by layer and the kernels are
+against :class:`pipeline.models.mini_xception.MiniXception` layer by layer and the kernels are
 transposed from Keras' HWIO layout to PyTorch's OIHW.
 """
 
@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipeline.mini_xception import KERAS_BN_EPS, MiniXception  # noqa: E402
+from pipeline.models.mini_xception import KERAS_BN_EPS, MiniXception  # noqa: E402
 
 EMOTION_HDF5 = "fer2013_mini_XCEPTION.102-0.66.hdf5"
 COPIED = ["age-v1.onnx", "gender-v1.onnx", "NOTICE-age-gender-models-CC0.md"]

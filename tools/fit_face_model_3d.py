@@ -24,8 +24,8 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipeline.face_geometry import LEFT_EYE, MIRROR_68, RIGHT_EYE  # noqa: E402
-from pipeline.faces import detect_faces  # noqa: E402
+from pipeline.faces.detection import detect_faces  # noqa: E402
+from pipeline.faces.face_geometry import LEFT_EYE, MIRROR_68, RIGHT_EYE  # noqa: E402
 
 
 def collect_landmarks(folder: Path, n: int, seed: int) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Measure an alignment template from a folder of already-aligned training faces.
 
-    python tools/measure_align_template.py --data ../shared/data/utkface --out pipeline/templates/utkface.json
+    python tools/measure_align_template.py --data ../shared/data/utkface --out pipeline/faces/templates/utkface.json
 
 The dataset's crops define where a model expects the landmarks: the template is the
 mean of the 68 dlib landmarks over training images (held-out files skipped), in units
@@ -21,10 +21,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.align import compact_json, umeyama  # noqa: E402
-from pipeline.align_bench import identity_deviation, split_files, spread  # noqa: E402
-from pipeline.faces import detect_faces  # noqa: E402
-from pipeline.images import load_image  # noqa: E402
+from pipeline.bench.align import identity_deviation, split_files, spread  # noqa: E402
+from pipeline.faces.align import compact_json, umeyama  # noqa: E402
+from pipeline.faces.detection import detect_faces  # noqa: E402
+from pipeline.faces.images import load_image  # noqa: E402
 
 CANDIDATES = {
     "brows_eyes_nose_mouth": list(range(17, 68)),

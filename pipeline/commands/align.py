@@ -47,8 +47,8 @@ def resolve(model: str | None, template: str | None, size: int | None) -> tuple[
     """(template, size): a registry model's (the default model when neither --model nor
     --template is given), with explicit --template/--size winning; a bare --template uses
     its own default size."""
-    from ..align import load_template
-    from ..registry import get_model
+    from ..faces.align import load_template
+    from ..models.registry import get_model
 
     if model is not None or template is None:
         entry = get_model(model)
@@ -57,10 +57,10 @@ def resolve(model: str | None, template: str | None, size: int | None) -> tuple[
 
 
 def run_align(args: argparse.Namespace) -> int:
-    from ..align import align_face, compact_json
     from ..errors import UserError
-    from ..faces import find_faces, select_face
-    from ..images import load_image, save_image
+    from ..faces.align import align_face, compact_json
+    from ..faces.detection import find_faces, select_face
+    from ..faces.images import load_image, save_image
 
     if not args.list_faces and args.out is None:
         raise UserError("give --out for the aligned face (or --list-faces)")
@@ -93,11 +93,11 @@ def read_transform(path: Path) -> dict:
 
 
 def run_paste(args: argparse.Namespace) -> int:
-    from ..align import AlignedFace, alignment_matrix
     from ..errors import UserError
-    from ..faces import find_faces, select_face
-    from ..images import load_image, save_image
-    from ..paste import paste_back
+    from ..faces.align import AlignedFace, alignment_matrix
+    from ..faces.detection import find_faces, select_face
+    from ..faces.images import load_image, save_image
+    from ..faces.paste import paste_back
 
     photo = load_image(args.into)
     edited = load_image(args.result)
@@ -121,7 +121,7 @@ def run_paste(args: argparse.Namespace) -> int:
 def run_bench(args: argparse.Namespace) -> int:
     import sys
 
-    from ..align_bench import evaluate, split_files, spread
+    from ..bench.align import evaluate, split_files, spread
     from ..errors import UserError
 
     if not args.data.is_dir():

@@ -24,8 +24,8 @@ def register(sub, groups) -> None:
 
 
 def run_attributes(args: argparse.Namespace) -> int:
-    from ..attributes import analyze
-    from ..images import load_image
+    from ..faces.attributes import analyze
+    from ..faces.images import load_image
 
     attrs = analyze([load_image(path) for path in args.images], identity=False)
     result = [{"image": str(path), **a.to_dict()} for path, a in zip(args.images, attrs)]
@@ -36,7 +36,7 @@ def run_attributes(args: argparse.Namespace) -> int:
 def run_bench(args: argparse.Namespace) -> int:
     import torch
 
-    from ..attributes_bench import evaluate
+    from ..bench.attributes import evaluate
     from ..errors import UserError
 
     if not args.data.is_dir():

@@ -14,8 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .directions import load_model_directions
-from .invert import add_model_args, load_model, set_threads
+from .invert import add_model_args, load_model, load_model_directions, set_threads
 
 SEED_PREFIX = "seed:"
 
@@ -113,11 +112,11 @@ class FaceCode:
 
 def load_face(source: str, m) -> FaceCode:
     """``source``: a latent file, a photo, or ``seed:N``."""
-    from ..batch import align_and_encode
-    from ..directions import random_w
+    from ..create.batch import align_and_encode
     from ..errors import UserError
-    from ..images import load_image
-    from ..latents import load_latent_for
+    from ..faces.images import load_image
+    from ..latent.directions import random_w
+    from ..latent.files import load_latent_for
 
     G = m.generator
     if source.startswith(SEED_PREFIX):
@@ -132,7 +131,7 @@ def load_face(source: str, m) -> FaceCode:
         if latent.latent.shape[0] != 1:
             raise UserError(f"{path.name} holds {latent.latent.shape[0]} codes; give a file with one face")
         if latent.generator:
-            from ..checkpoints import load_native
+            from ..models.checkpoints import load_native
 
             G = load_native(path.parent / latent.generator).to(G.device).eval()  # the face's tuned generator
         return FaceCode(latent.wplus(G.n_latent), latent.noise, G)
@@ -144,18 +143,13 @@ def load_face(source: str, m) -> FaceCode:
 
 
 def render_face(face: FaceCode, wplus):
-    import torch
+    from ..models.render import render_one
 
-    from ..imaging import to_uint8
-
-    G = face.generator
-    with torch.no_grad():
-        noise = [n.to(G.device) for n in face.noise] if face.noise is not None else G.noise_buffers()
-        return to_uint8(G.synthesis(wplus.to(G.device), noise=noise))[0]
+    return render_one(face.generator, wplus, face.noise)
 
 
 def attrs_of(images: list, identity: bool = True) -> list:
-    from ..attributes import analyze
+    from ..faces.attributes import analyze
 
     return analyze(images, identity=identity)
 
@@ -164,7 +158,7 @@ def write_latent_if_asked(args: argparse.Namespace, result: dict, wplus, m) -> N
     """``--latent-out``: the result's W+ code as a latent file, named in the printed result."""
     if args.latent_out is None:
         return
-    from ..latents import Latent, save_latent
+    from ..latent.files import Latent, save_latent
 
     save_latent(args.latent_out, Latent(wplus.cpu(), m.name, "wplus", m.alignment))
     result["latent"] = str(args.latent_out)
@@ -179,9 +173,9 @@ def emit(result: dict) -> int:
 
 
 def run_mix(args: argparse.Namespace) -> int:
-    from ..attributes import identity_distance
-    from ..images import save_image
-    from ..mixing import check_groups, mix_codes
+    from ..faces.attributes import identity_distance
+    from ..faces.images import save_image
+    from ..latent.mixing import check_groups, mix_codes
 
     set_threads(args.threads)
     m = load_model(args.model, args.weights)
@@ -198,9 +192,9 @@ def run_mix(args: argparse.Namespace) -> int:
 
 
 def run_transfer(args: argparse.Namespace) -> int:
-    from ..attributes import identity_distance
-    from ..expression import transfer_expression
-    from ..images import save_image
+    from ..faces.attributes import identity_distance
+    from ..faces.images import save_image
+    from ..latent.expression import transfer_expression
 
     set_threads(args.threads)
     m = load_model(args.model, args.weights)
@@ -219,7 +213,7 @@ def run_transfer(args: argparse.Namespace) -> int:
 
 
 def run_augment(args: argparse.Namespace) -> int:
-    from ..augment import label_agreement, make_variants, write_zip
+    from ..create.augment import label_agreement, make_variants, write_zip
 
     set_threads(args.threads)
     m = load_model(args.model, args.weights)
@@ -234,8 +228,8 @@ def run_augment(args: argparse.Namespace) -> int:
 
 
 def run_showcase(args: argparse.Namespace) -> int:
-    from ..edit import parse_strength
-    from ..showcase import export_showcase
+    from ..create.showcase import export_showcase
+    from ..latent.edit import parse_strength
 
     set_threads(args.threads)
     after = dict(parse_strength(s) for s in args.after)
@@ -249,9 +243,9 @@ def run_showcase(args: argparse.Namespace) -> int:
 
 
 def run_batch(args: argparse.Namespace) -> int:
-    from .. import batch
-    from ..edit import parse_strength
+    from ..create import batch
     from ..errors import UserError
+    from ..latent.edit import parse_strength
 
     strengths = dict(parse_strength(s) for s in args.edit)
     if not strengths:
@@ -277,36 +271,11 @@ def run_batch(args: argparse.Namespace) -> int:
     return emit({"out": str(args.out), "report": str(args.out / "report.csv"), "counts": counts, "failed": failed})
 
 
-# --------------------------------------------------------------------------- edit --target / --region
-
-
-def reach_targets(G, wplus, noise, directions, targets: list[tuple[str, float]], tolerance: float | None,
-                  identity_limit: float, conditioning: list[str]):  # fmt: skip
-    """``wplus`` taken to each target in turn; the last code and every search's result."""
-    from ..target_edit import edit_to_target
-
-    results = []
-    for name, value in targets:
-        r = edit_to_target(G, wplus, directions, name, value, tolerance, identity_limit, conditioning=conditioning,
-                           noise=noise)  # fmt: skip
-        results.append(r)
-        wplus = r.wplus
-    return wplus, results
-
-
-def localize(original, edited, region: str):
-    """``edited`` kept to ``region`` of the face (landmarks read on the unedited face)."""
-    from ..regions import blend, region_mask
-
-    landmarks = attrs_of([original], identity=False)[0].landmarks
-    return blend(original, edited, region_mask(landmarks, original.shape[0], region))
-
-
 # --------------------------------------------------------------------------- bench
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from ..creative_bench import bench_creative
+    from ..bench.creative import bench_creative
     from ..errors import UserError
 
     if args.faces < 1:

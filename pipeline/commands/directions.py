@@ -8,7 +8,14 @@ import sys
 import time
 from pathlib import Path
 
-from .invert import add_model_args, heldout_and_train_files, load_model, set_threads
+from .invert import (
+    add_model_args,
+    directions_path,
+    heldout_and_train_files,
+    load_model,
+    load_model_directions,
+    set_threads,
+)
 
 DEFAULT_DATA = Path("../shared/data/utkface")
 
@@ -41,7 +48,7 @@ def register(sub, groups) -> None:
                    help="step along NAME's direction until the classifiers read VALUE, e.g. age=60 or happy=0.9 (repeatable)")  # fmt: skip
     p.add_argument("--tolerance", type=float, default=None,
                    help="how close a target must be read (default: 3 years, 3 degrees, 0.05 for probabilities)")  # fmt: skip
-    p.add_argument("--identity-limit", type=float, default=0.6,
+    p.add_argument("--identity-limit", type=float, default=None,
                    help="refuse a target that makes the face read as another person (identity distance, default 0.6)")  # fmt: skip
     p.add_argument("--region", default=None, choices=("eyes", "brows", "mouth", "nose", "face", "hair"),
                    help="keep the edit to this part of the face (a soft landmark mask; hair: all outside the face)")  # fmt: skip
@@ -73,44 +80,13 @@ def register(sub, groups) -> None:
     p.set_defaults(func=run_bench)
 
 
-def directions_path(model, explicit: Path | None) -> Path:
-    """The directions file: ``explicit``, the registry entry's, or the model folder's."""
-    from ..errors import UserError
-
-    if explicit is not None:
-        return explicit
-    if model.folder is not None:
-        return model.folder / "directions.safetensors"
-    try:
-        from ..registry import get_model
-
-        listed = (get_model(model.name).files or {}).get("directions")
-    except UserError:
-        listed = None
-    if listed is not None:
-        return Path(listed)
-    raise UserError(f"model {model.name} lists no directions file; give --directions (or --out)")
-
-
-def load_model_directions(model, explicit: Path | None):
-    from ..directions import load_directions, with_scales
-    from ..errors import UserError
-
-    path = directions_path(model, explicit)
-    if not path.is_file():
-        raise UserError(
-            f"no edit directions for model {model.name} ({path} is missing): run `python -m pipeline directions` first"
-        )
-    G = model.generator
-    return with_scales(load_directions(path, G.style_dim, G.n_latent), G)
-
-
 # --------------------------------------------------------------------------- directions
 
 
 def run_directions(args: argparse.Namespace) -> int:
-    from ..directions import Search, find_directions, save_directions
     from ..errors import UserError
+    from ..latent.directions import save_directions
+    from ..training.directions import Search, find_directions
 
     search = Search()
     if args.n is not None:
@@ -146,17 +122,17 @@ def run_directions(args: argparse.Namespace) -> int:
 
 
 def run_edit(args: argparse.Namespace) -> int:
-    from ..directions import Direction
-    from ..edit import edit_latent, parse_layers, parse_strength
     from ..errors import UserError
-    from ..images import load_image, save_image
-    from ..latents import load_latent_for, save_latent
+    from ..faces.images import load_image, save_image
+    from ..latent.directions import Direction
+    from ..latent.edit import edit_latent, parse_layers, parse_strength
+    from ..latent.files import load_latent_for, save_latent
 
     if not args.list and args.out is None:
         raise UserError("give --out for the edited face (or --list)")
     if args.transform is not None and args.paste_back is None:
         raise UserError("--transform goes with --paste-back PHOTO")
-    from ..target_edit import parse_target
+    from ..latent.target_edit import parse_target
 
     strengths = dict(parse_strength(s) for s in args.set)  # bad input fails before the model loads
     targets = [parse_target(t) for t in args.target]
@@ -176,30 +152,28 @@ def run_edit(args: argparse.Namespace) -> int:
         raise UserError(f"--target and --region work on one face; {args.latent.name} holds {latent.latent.shape[0]}")
     edited = edit_latent(latent, G.n_latent, directions, strengths, args.condition, layers) if strengths else latent
     if latent.generator:
-        from ..checkpoints import load_native
+        from ..models.checkpoints import load_native
 
         G = load_native(args.latent.parent / latent.generator).to(G.device).eval()  # the face's tuned generator
     from dataclasses import replace
 
-    import torch
-
-    from ..imaging import to_uint8
-    from .creative import localize, reach_targets
+    from ..faces.attributes import IDENTITY_SAME
+    from ..latent.regions import localize
+    from ..latent.target_edit import reach_targets
+    from ..models.render import render
 
     reports = []
     if targets:
         moved, reached = reach_targets(G, edited.wplus(G.n_latent), edited.noise, directions, targets, args.tolerance,
-                                       args.identity_limit, args.condition)  # fmt: skip
+                                       IDENTITY_SAME if args.identity_limit is None else args.identity_limit, args.condition)  # fmt: skip
         edited = replace(edited, latent=moved, space="wplus")
         reports = [{"name": r.name, "target": r.target, "reached": r.reached, "value": round(r.value, 3),
                     "strength": round(r.strength, 3), "steps": r.steps, "identity_distance": round(r.identity_distance, 3),
                     "message": r.message} for r in reached]  # fmt: skip
-    with torch.no_grad():
-        noise = [n.to(G.device) for n in edited.noise] if edited.noise is not None else G.noise_buffers()
-        image = to_uint8(G.synthesis(edited.wplus(G.n_latent).to(G.device), noise=noise))
-        if args.region:
-            unedited = to_uint8(G.synthesis(latent.wplus(G.n_latent).to(G.device), noise=noise))
-            image = localize(unedited[0], image[0], args.region)[None]
+    image = render(G, edited.wplus(G.n_latent), edited.noise)
+    if args.region:
+        unedited = render(G, latent.wplus(G.n_latent), edited.noise)
+        image = localize(unedited[0], image[0], args.region)[None]
     faces = list(image)
     paths = (
         [args.out]
@@ -228,11 +202,11 @@ def run_edit(args: argparse.Namespace) -> int:
 def paste(photo, face, args: argparse.Namespace, template: str, stored: dict | None = None) -> Path:
     """Blend the edited face into the photo, in the frame of ``--transform``, else of the transform
     ``invert`` stored in the latent, else of the photo's largest face."""
-    from ..align import AlignedFace, alignment_matrix
     from ..errors import UserError
-    from ..faces import find_faces, select_face
-    from ..images import save_image
-    from ..paste import paste_back
+    from ..faces.align import AlignedFace, alignment_matrix
+    from ..faces.detection import find_faces, select_face
+    from ..faces.images import save_image
+    from ..faces.paste import paste_back
     from .align import read_transform
 
     if args.transform is not None:
@@ -257,7 +231,7 @@ def paste(photo, face, args: argparse.Namespace, template: str, stored: dict | N
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from ..edit_bench import bench_edits
+    from ..bench.edit import bench_edits
     from ..errors import UserError
     from ..training.data import load_faces
     from .invert import evenly_spaced
@@ -282,8 +256,8 @@ def run_bench(args: argparse.Namespace) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     if args.card:
-        from ..directions import read_report
-        from ..edit_bench import card_text
+        from ..bench.edit import card_text
+        from ..latent.directions import read_report
 
         card = path.parent / "DIRECTIONS.md"
         card.write_text(card_text(read_report(path), result))

@@ -76,7 +76,7 @@ def register_bench(groups) -> None:
 def run_speed_bench(args: argparse.Namespace) -> int:
     import json
 
-    from ..generator_speed import generator_speed
+    from ..bench.generator_speed import generator_speed
 
     result = generator_speed(args.batch, args.train_batch, args.repeats, args.threads)
     text = json.dumps(result, indent=None if args.json else 2)
@@ -90,9 +90,9 @@ def run_bench(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from ..checkpoints import load_native
-    from ..encoder import load_encoder
-    from ..training.evaluate import evaluate
+    from ..bench.evaluate import evaluate
+    from ..models.checkpoints import load_native
+    from ..models.encoder import load_encoder
 
     G = load_native(args.weights / "generator.safetensors")
     enc_path = args.weights / "encoder.safetensors"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -66,53 +66,25 @@ def register(sub, groups) -> None:
 # --------------------------------------------------------------------------- model
 
 
-@dataclass
-class LoadedModel:
-    name: str
-    generator: object  # Generator
-    encoder: object | None  # Encoder
-    folder: Path | None  # where its files live (encoder output, held-out list)
-    alignment: str
+def load_model(model: str | None, weights: Path | None):
+    """The generator and encoder of a registry model, or of a model folder (``--weights``):
+    :func:`pipeline.studio.models.read_model`."""
+    from ..studio.models import read_model
+
+    return read_model(model, weights)
 
 
-def load_model(model: str | None, weights: Path | None) -> LoadedModel:
-    """The generator and encoder of a registry model, or of a model folder (``--weights``)."""
-    from ..checkpoints import load_native
-    from ..encoder import load_encoder
-    from ..errors import UserError
+def directions_path(model, explicit: Path | None) -> Path:
+    from ..studio.models import directions_path
 
-    if weights is not None:
-        if not (weights / "generator.safetensors").is_file():
-            raise UserError(f"no generator.safetensors in {weights}")
-        enc = weights / "encoder.safetensors"
-        alignment = "unknown"
-        if model is not None:  # --model names the weights; its registry entry, if any, gives the alignment
-            try:
-                alignment = getattr(_registry_entry(model), "alignment", alignment)
-            except UserError:
-                pass
-        return LoadedModel(model or weights.resolve().name, load_native(weights / "generator.safetensors"),
-                           load_encoder(enc) if enc.is_file() else None, weights, alignment)  # fmt: skip
-    from ..registry import load_generator
-
-    entry = _registry_entry(model)
-    files = getattr(entry, "files", {}) or {}
-    enc = files.get("encoder")
-    enc = Path(enc) if enc else None
-    folder = enc.parent if enc else (Path(files["generator"]).parent if files.get("generator") else None)
-    G = load_generator(entry.name)
-    return LoadedModel(entry.name, G, load_encoder(enc) if enc and enc.is_file() else None, folder,
-                       getattr(entry, "alignment", "unknown"))  # fmt: skip
+    return directions_path(model, explicit)
 
 
-def _registry_entry(model: str | None):
-    from ..errors import UserError
+def load_model_directions(model, explicit: Path | None):
+    """The model's edit directions (``explicit``: another file): :func:`pipeline.studio.models.load_model_directions`."""
+    from ..studio.models import load_model_directions
 
-    try:
-        from ..registry import get_model
-    except ImportError:
-        raise UserError("the model registry is not available; pass --weights DIR") from None
-    return get_model(model)
+    return load_model_directions(model, explicit)
 
 
 def set_threads(threads: int | None) -> None:
@@ -130,9 +102,9 @@ def aligned_input(path: Path, image, template: str, size: int, face_index: int, 
 
     A face written by ``align`` (its transform JSON beside it) or ``--aligned`` is used as it is.
     """
-    from ..align import AlignedFace, align_face
     from ..errors import UserError
-    from ..faces import find_faces, select_face
+    from ..faces.align import AlignedFace, align_face
+    from ..faces.detection import find_faces, select_face
     from .align import read_transform
 
     sidecar = path.with_suffix(".json")
@@ -153,13 +125,14 @@ def aligned_input(path: Path, image, template: str, size: int, face_index: int, 
 def run_invert(args: argparse.Namespace) -> int:
     import hashlib
 
-    from ..checkpoints import save_native
+    from ..bench.inversion import Scorer, identity_function
     from ..errors import UserError
-    from ..images import load_image, save_image
-    from ..imaging import to_uint8
-    from ..inversion import BASELINE, DEFAULTS, invert, prepare_target
-    from ..inversion_bench import Scorer, identity_function
-    from ..latents import load_latent_for, save_latent
+    from ..faces.attributes import IDENTITY_SAME
+    from ..faces.images import load_image, save_image
+    from ..latent.files import load_latent_for, save_latent
+    from ..latent.inversion import BASELINE, DEFAULTS, invert, prepare_target
+    from ..models.checkpoints import save_native
+    from ..models.render import to_uint8
 
     if args.out.suffix != ".safetensors":
         raise UserError(f"--out must be a .safetensors file, not {args.out.name}")
@@ -209,7 +182,7 @@ def run_invert(args: argparse.Namespace) -> int:
         print(json.dumps(report))
     else:
         identity = report["identity_distance"]
-        verdict = "" if identity is None else f", identity distance {identity} ({'same' if identity < 0.6 else 'not the same'} person)"
+        verdict = "" if identity is None else f", identity distance {identity} ({'same' if identity < IDENTITY_SAME else 'not the same'} person)"
         print(f"{args.out} ({result.space}, {result.steps} steps, {report['seconds']} s): "
               f"LPIPS {report['lpips']}, PSNR {report['psnr']} dB{verdict}; reconstruction {preview}")  # fmt: skip
     return 0
@@ -239,8 +212,8 @@ def evenly_spaced(items: list, n: int) -> list:
 
 
 def run_train_encoder(args: argparse.Namespace) -> int:
+    from ..bench.inversion import identity_function
     from ..errors import UserError
-    from ..inversion_bench import identity_function
     from ..training.data import load_faces
     from ..training.encoder_train import file_digest, train_encoder, write_encoder
 
@@ -273,10 +246,10 @@ def run_train_encoder(args: argparse.Namespace) -> int:
 def run_bench(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from ..bench.inversion import bench_faces
     from ..errors import UserError
-    from ..images import load_image
-    from ..inversion import DEFAULTS
-    from ..inversion_bench import bench_faces
+    from ..faces.images import load_image
+    from ..latent.inversion import DEFAULTS
     from ..training.data import load_faces
 
     set_threads(args.threads)
@@ -297,7 +270,7 @@ def run_bench(args: argparse.Namespace) -> int:
         names = [p.name for p in paths]
         faces = [load_image(p) for p in paths]
     ours = DEFAULTS if args.steps is None else replace(DEFAULTS, steps=args.steps)
-    from ..inversion import BASELINE
+    from ..latent.inversion import BASELINE
 
     result = bench_faces(m.generator, m.encoder, faces, names, ours=ours, baseline=None if args.no_baseline else BASELINE,
                          pti=args.pti, grid=args.grid, log=lambda s: print(s, file=sys.stderr))  # fmt: skip

@@ -14,7 +14,7 @@ def register(sub, groups) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ..registry import default_model, list_models
+    from ..models.registry import default_model, list_models
 
     default = default_model().name
     rows = [

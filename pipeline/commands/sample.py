@@ -14,7 +14,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def model_from_arguments(args: argparse.Namespace):
-    from ..registry import add_checkpoint, get_model, load_generator
+    from ..models.registry import add_checkpoint, get_model, load_generator
 
     entry = add_checkpoint(args.checkpoint) if args.checkpoint else get_model(args.model)
     return entry, load_generator(entry)
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..errors import UserError
-    from ..imaging import save_grid
+    from ..faces.imaging import save_grid
 
     if not 1 <= args.n <= 256:
         raise UserError("--n must be between 1 and 256")

@@ -103,12 +103,12 @@ def _face_code(args: argparse.Namespace, model):
     import numpy as np
     import torch
 
-    from ..align import align_face
     from ..errors import UserError
-    from ..faces import find_faces, select_face
-    from ..images import load_image
-    from ..imaging import from_uint8
-    from ..latents import load_latent_for
+    from ..faces.align import align_face
+    from ..faces.detection import find_faces, select_face
+    from ..faces.images import load_image
+    from ..latent.files import load_latent_for
+    from ..models.render import from_uint8
 
     G = model.generator
     if args.face.suffix.lower() in LATENT_SUFFIXES:
@@ -116,7 +116,7 @@ def _face_code(args: argparse.Namespace, model):
         if latent.latent.shape[0] != 1:
             raise UserError(f"{args.face.name} holds {latent.latent.shape[0]} codes; a video shows one face")
         if latent.generator:  # a pivotally tuned generator saved beside the code
-            from ..checkpoints import load_native
+            from ..models.checkpoints import load_native
 
             tuned = args.face.parent / latent.generator
             if not tuned.is_file():
@@ -136,10 +136,10 @@ def _face_code(args: argparse.Namespace, model):
 
 def _paste_target(args: argparse.Namespace, model, from_photo):
     """(photo, alignment) for --paste-back, or None."""
-    from ..align import AlignedFace, align_face
-    from ..faces import find_faces, select_face
-    from ..images import load_image
-    from ..latents import load_latent
+    from ..faces.align import AlignedFace, align_face
+    from ..faces.detection import find_faces, select_face
+    from ..faces.images import load_image
+    from ..latent.files import load_latent
     from .align import read_transform
 
     if args.paste_back is None:
@@ -162,11 +162,11 @@ def run_talk(args: argparse.Namespace) -> int:
     import torch
 
     from ..errors import UserError
-    from ..speech import clean_prompt
-    from ..studio import default_model, load_model
-    from ..talk import load_talk_model
-    from ..talking_head import REFIT_COMMAND, load_model_talk_map, talk_map_path, talk_video
-    from ..video import probe
+    from ..studio.models import default_model, load_model, weights_dir
+    from ..talk.atnet import load_talk_model
+    from ..talk.speech import clean_prompt
+    from ..talk.talking_head import REFIT_COMMAND, load_model_talk_map, talk_map_path, talk_video
+    from ..talk.video import probe
 
     if args.out.suffix.lower() != ".mp4":
         raise UserError(f"--out must be an .mp4 file, not {args.out.name}")
@@ -179,10 +179,10 @@ def run_talk(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     name = args.model or default_model()
-    if not talk_map_path(name).is_file():  # before loading (or downloading) the model
+    if not talk_map_path(name, weights_dir(name)).is_file():  # before loading (or downloading) the model
         raise UserError(f"model {name} has no talk map yet; fit it with `{REFIT_COMMAND.format(name=name)}`")
     model = load_model(name)
-    talk_map = load_model_talk_map(model.name, model.generator)
+    talk_map = load_model_talk_map(model.name, model.generator, model.weights_dir)
     wplus, noise, G, from_photo = _face_code(args, model)
     paste = _paste_target(args, model, from_photo)
     speech_model = (
@@ -202,12 +202,13 @@ def run_talk(args: argparse.Namespace) -> int:
 def run_train_talkmap(args: argparse.Namespace) -> int:
     import torch
 
-    from ..studio import load_model
-    from ..talking_head import fit_talk_map, talk_map_path
+    from ..studio.models import load_model
+    from ..talk.talking_head import talk_map_path
+    from ..training.talk_map import fit_talk_map
 
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
-    out = args.out or talk_map_path(model.name)
+    out = args.out or talk_map_path(model.name, model.weights_dir)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     talk_map = fit_talk_map(model.generator, faces=args.faces, trial_faces=args.trial_faces,
                             calibration_faces=args.calibration_faces, seed=args.seed, log=log)  # fmt: skip
@@ -220,9 +221,9 @@ def run_train_talkmap(args: argparse.Namespace) -> int:
 def run_lipsync(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..audio import SAMPLE_RATE
-    from ..talk import load_talk_model, speech_track
-    from ..video import sketch, write_video
+    from ..talk.atnet import load_talk_model, speech_track
+    from ..talk.audio import SAMPLE_RATE
+    from ..talk.video import sketch, write_video
 
     model = load_talk_model(args.weights)
     track = speech_track(
@@ -266,10 +267,10 @@ def run_bench(args: argparse.Namespace) -> int:
 
     import torch
 
-    from ..studio import load_model
-    from ..talk import load_talk_model
-    from ..talking_head import load_model_talk_map
-    from ..talking_head_bench import bench_end_to_end, bench_video
+    from ..bench.talking_head import bench_end_to_end, bench_video
+    from ..studio.models import load_model
+    from ..talk.atnet import load_talk_model
+    from ..talk.talking_head import load_model_talk_map
 
     torch.set_num_threads(args.threads)
     model = load_talk_model(args.weights)
@@ -278,7 +279,7 @@ def run_bench(args: argparse.Namespace) -> int:
     if not args.video_only:
         result["landmarks"] = bench_landmarks(args, model, log)
     face_model = load_model(args.model)
-    talk_map = load_model_talk_map(face_model.name, face_model.generator)
+    talk_map = load_model_talk_map(face_model.name, face_model.generator, face_model.weights_dir)
     video = bench_video(face_model.generator, talk_map, model, faces=args.faces, strip_path=args.strip, log=log)
     with tempfile.TemporaryDirectory() as tmp:
         end_to_end = bench_end_to_end(face_model.generator, talk_map, model, Path(tmp) / "clip.mp4")
@@ -296,7 +297,7 @@ def bench_landmarks(args: argparse.Namespace, model, log) -> dict:
     """AT-net and the baseline against the viseme ground truth of held-out synthetic speech, and on natural speech."""
     import numpy as np
 
-    from ..mouth import closed
+    from ..talk.mouth import closed
     from ..training.atnet_data import HELDOUT_VOICES, load_or_make
     from ..training.atnet_train import HELDOUT_FACES, evaluate_natural, evaluate_synthetic
 

@@ -2,7 +2,7 @@
 
 Each utterance is a random sentence (:mod:`pipeline.training.sentences`) spoken by a
 random English voice, speed and pitch. Its target is the co-articulated articulation
-track of its phonemes (:mod:`pipeline.visemes`), computed from the stored phoneme
+track of its phonemes (:mod:`pipeline.talk.visemes`), computed from the stored phoneme
 timings when the data is loaded (so a change to the viseme table needs no new speech)
 and kept as parameters so that any face shape can be articulated with it. The audio is stored as MFCC
 hops (10 ms), clean and in augmented copies (noise, room echo, microphone colouring,
@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 from scipy import signal
 
-from .. import visemes
-from ..audio import SAMPLE_RATE, envelope, frame_count, mfcc
-from ..mouth import ShapeModel, articulate, closed, normalise
-from ..speech import Phoneme, synthesize_many
+from ..talk import visemes
+from ..talk.audio import SAMPLE_RATE, envelope, frame_count, mfcc
+from ..talk.mouth import ShapeModel, articulate, closed, normalise
+from ..talk.speech import Phoneme, synthesize_many
 from .sentences import utterance
 
 TRAIN_VOICES = (
@@ -176,7 +176,7 @@ def face_shapes(faces_dir: Path, count: int, cache: Path, log=print) -> np.ndarr
         return np.load(cache)
     from PIL import Image
 
-    from ..faces import detect_faces
+    from ..faces.detection import detect_faces
     from .data import heldout_split, list_images
 
     train_files, _ = heldout_split(list_images(faces_dir))

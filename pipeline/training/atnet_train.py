@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..audio import envelope, frame_windows, load_audio
-from ..mouth import MOUTH, articulate, closed, inner_gap
-from ..talk import ATNet, ATNetConfig, TalkModel, baseline_mouth_track, baseline_params_from_levels
+from ..talk.atnet import ATNet, ATNetConfig, TalkModel, baseline_mouth_track, baseline_params_from_levels
+from ..talk.audio import envelope, frame_windows, load_audio
+from ..talk.mouth import MOUTH, articulate, closed, inner_gap
 from .atnet_data import Split, face_shapes, fit_shape_model, load_or_make
 
 HELDOUT_FACES = 200  # face shapes kept out of training, used for evaluation

@@ -27,12 +27,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..encoder import Encoder, save_encoder
-from ..generator import Generator
-from ..imaging import from_uint8, save_grid
-from ..inversion import w_prior
-from ..metrics import psnr
-from ..perceptual import PerceptualDistance, perceptual_distance
+from ..faces.attributes import IDENTITY_SAME
+from ..faces.imaging import save_grid
+from ..latent.inversion import w_prior
+from ..models.encoder import Encoder, save_encoder
+from ..models.generator import Generator
+from ..models.perceptual import PerceptualDistance, perceptual_distance, psnr
+from ..models.render import from_uint8
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ def evaluate_encoder(
 
     ``identity`` maps a uint8 face to a dlib identity descriptor (see ``inversion_bench``).
     """
-    from ..imaging import to_uint8
+    from ..models.render import to_uint8
 
     net = perceptual_distance(True, 128)
     scores: dict[str, list] = {"psnr": [], "lpips": [], "identity": []}
@@ -145,7 +146,7 @@ def evaluate_encoder(
     if scores["identity"]:
         ids = np.asarray(scores["identity"], dtype=np.float64)
         out["identity"] = float(ids.mean())
-        out["identity_below_0.6"] = float((ids < 0.6).mean())
+        out["identity_below_0.6"] = float((ids < IDENTITY_SAME).mean())
     return out
 
 

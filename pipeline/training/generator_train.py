@@ -26,11 +26,11 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from ..checkpoints import save_native
-from ..encoder import Encoder, EncoderConfig, save_encoder
-from ..generator import Generator, GeneratorConfig
-from ..imaging import save_grid
-from ..perceptual import TAP_CHANNELS, PerceptualDistance, unit_normalize
+from ..faces.imaging import save_grid
+from ..models.checkpoints import save_native
+from ..models.encoder import Encoder, EncoderConfig, save_encoder
+from ..models.generator import Generator, GeneratorConfig
+from ..models.perceptual import TAP_CHANNELS, PerceptualDistance, unit_normalize
 from .data import HELDOUT_COUNT, heldout_split, list_images, load_faces
 
 

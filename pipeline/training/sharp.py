@@ -27,8 +27,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
-from ..encoder import EncoderConfig
-from ..generator import GeneratorConfig
+from ..models.encoder import EncoderConfig
+from ..models.generator import GeneratorConfig
 from .generator_train import Recipe, Trainer, TrainState
 
 DIRECTIONS_FILE = "directions.safetensors"

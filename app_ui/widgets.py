@@ -1,0 +1,114 @@
+"""Display helpers and widgets used only by the app: errors as messages, the raw-upload image input,
+faces for the screen and score tables."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from pipeline import provenance
+from pipeline.errors import UserError
+from pipeline.faces.attributes import IDENTITY_SAME
+from pipeline.faces.detection import Face
+
+try:  # ZeroGPU Spaces lend a GPU per call; elsewhere this is a no-op.
+    import spaces
+
+    gpu = spaces.GPU
+except ImportError:
+
+    def gpu(fn: Callable) -> Callable:
+        return fn
+
+
+MAX_DIRECTIONS = 8  # slider slots; a model's directions fill the first ones
+AUTO_METHOD = "auto"  # the talk step picks the mouth motion that suits the input
+HEAVY = "heavy"  # optimisation and video share one queue slot: each saturates the CPU
+FACE_FILES = ["image", ".safetensors"]  # what "a photo or latent file" inputs accept
+
+
+def friendly(fn: Callable) -> Callable:
+    """Show a UserError as a message in the app (gr.Error), not as a crash."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as exc:
+            raise gr.Error(str(exc)) from None
+
+    @functools.wraps(fn)
+    def stream(*args, **kwargs):
+        try:
+            yield from fn(*args, **kwargs)
+        except UserError as exc:
+            raise gr.Error(str(exc)) from None
+
+    return stream if inspect.isgeneratorfunction(fn) else wrapper
+
+
+def photo_input(**kwargs) -> gr.Image:
+    """An image input that hands the raw upload to the studio, so that every file (including a
+    non-image) gets the studio's own checks and messages instead of a decoder crash."""
+    component = gr.Image(type="filepath", image_mode=None, **kwargs)
+    decode = component.preprocess
+
+    def raw(payload):
+        if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
+            return str(payload.path)
+        return decode(payload)
+
+    # On the instance, not a subclass: a subclass makes Gradio write a stub file beside app.py.
+    component.preprocess = raw
+    return component
+
+
+def face_image(label: str, **kwargs) -> gr.Image:
+    """A face shown by the app (not an input)."""
+    return gr.Image(label=label, interactive=False, format="png", height=256, **kwargs)
+
+
+def upscale_for_display(image: np.ndarray, size: int = 256) -> np.ndarray:
+    """Small faces enlarged (Lanczos) for the screen; downloads keep the model's own size."""
+    if image.shape[0] >= size:
+        return image
+    return np.asarray(Image.fromarray(image).resize((size, size * image.shape[0] // image.shape[1]), Image.Resampling.LANCZOS))
+
+
+def for_screen(image, model: str):
+    """A face for the screen; the PNG the browser gets says it was AI-edited and by which model."""
+    return None if image is None else provenance.tagged(upscale_for_display(image), model)
+
+
+def face_label(index: int, face: Face) -> str:
+    return f"face {index} ({face.size} px)"
+
+
+def file_path(file: Path | None) -> str | None:
+    return None if file is None else str(file)
+
+
+def same_person_note(distance: float | None) -> str:
+    return "no face found" if distance is None else f"{distance:.2f} ({'same person' if distance < IDENTITY_SAME else 'another person'})"
+
+
+def scores_table(scores: dict) -> str:
+    """The scores as a small table: the input face beside the result."""
+    rows = ["age", "gender", "emotion", "smile"]
+    before = scores.get("input", {})
+    lines = ["| | input | result |", "|---|---|---|"]
+    lines += [f"| {r} | {before.get(r, '')} | {scores.get(r, '')} |" for r in rows if r in scores]
+    extra = []
+    if "identity_distance" in scores:
+        verdict = (f"the same person (below {IDENTITY_SAME})" if scores["same_person"]
+                   else f"a different person ({IDENTITY_SAME} or more)")  # fmt: skip
+        extra.append(f"identity distance **{scores['identity_distance']:.3f}**: {verdict}")
+    if "lpips" in scores:
+        extra.append(f"LPIPS {scores['lpips']:.3f}, PSNR {scores['psnr_db']:.1f} dB")
+    return "\n".join(lines) + "\n\n" + " · ".join(extra)

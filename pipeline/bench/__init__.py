@@ -1,0 +1,1 @@
+"""Every benchmark: quality and speed measures printed as JSON, and the metrics they share."""

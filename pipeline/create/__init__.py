@@ -1,0 +1,1 @@
+"""Creative exports built on edits: augmentation sets, showcases and batches of photos."""

@@ -1,0 +1,125 @@
+"""Steps 4 and 6 of the studio: editing along directions, pasting back, mixing and expression transfer."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+from ..faces.paste import paste_back
+from ..latent.directions import Direction
+from ..latent.edit import apply_edits
+from ..latent.files import Latent
+from ..latent.mixing import mix_codes
+from .models import Model
+from .scores import analyze_faces, face_scores
+from .session import EditResult, Session, Steps
+
+
+class EditSteps(Steps):
+    """The current face moved along directions, pasted back, mixed with another or given its expression."""
+
+    def directions(self, session: Session | None = None) -> dict[str, Direction]:
+        return (self.session_model(session) if session else self.model).directions
+
+    def edit(
+        self,
+        session: Session,
+        strengths: dict[str, float],
+        conditioning: list[str] | tuple[str, ...] = (),
+        layers: tuple[int, int] | None = None,
+        paste: bool = False,
+    ) -> EditResult:
+        """The current face moved along edit directions; optionally pasted into the photo."""
+        model = self.session_model(session)
+        if session.latent is None:
+            raise UserError("encode a face first (tab 2), or start from a random face")
+        if not model.directions:
+            raise UserError(model.directions_note or f"model {model.name} has no edit directions yet")
+        wplus = apply_edits(session.latent.wplus(model.n_latent).to(model.generator.device), model.directions,
+                            strengths, conditioning, layers)  # fmt: skip
+        return self._show(session, model, wplus, paste)
+
+    def paste(self, session: Session, face: np.ndarray | None = None) -> np.ndarray:
+        """``face`` (default: the last edit) blended back into the original photo."""
+        face = face if face is not None else session.edited
+        if face is None:
+            raise UserError("edit the face first")
+        if session.photo is None or session.aligned is None:
+            raise UserError("paste back needs an uploaded photo: this face did not come from one")
+        return paste_back(session.photo, session.aligned, face)
+
+    def _face(self, session: Session) -> tuple[Model, torch.Tensor]:
+        model = self.session_model(session)
+        if session.latent is None:
+            raise UserError("encode a face first (tab 2), or start from a random face")
+        if not model.directions:
+            raise UserError(model.directions_note or f"model {model.name} has no edit directions yet")
+        return model, session.latent.wplus(model.n_latent).to(model.generator.device)
+
+    def _show(self, session: Session, model: Model, wplus: torch.Tensor, paste: bool = False,
+              image: np.ndarray | None = None) -> EditResult:  # fmt: skip
+        """The edited face (rendered from ``wplus`` unless given) with its scores, and pasted back if asked."""
+        image = model.render(wplus, session.latent.noise, session.tuned) if image is None else image
+        session.edited = image
+        result = EditResult(image, self.scores(session, image))
+        if paste:
+            result.composite = self.paste(session, image)
+        return result
+
+    def mix(
+        self,
+        session: Session,
+        other: Latent,
+        amount: float = 0.5,
+        groups: list[str] | tuple[str, ...] = (),
+    ) -> np.ndarray:
+        """Interpolate the current face towards ``other`` by ``amount`` (0: this face, 1: the other),
+        then take the named layer groups (coarse / middle / fine) wholly from the other face."""
+        model = self.session_model(session)
+        if session.latent is None:
+            raise UserError("encode a face first (tab 2), or start from a random face")
+        a = session.latent.wplus(model.n_latent).to(model.generator.device)
+        return model.render(mix_codes(a, other.wplus(model.n_latent), amount, groups))
+
+    def mix_identity(self, session: Session, other: Latent, mixed: np.ndarray) -> dict[str, float | None]:
+        """dlib identity distance of a mix to face A (the current code) and to face B (same person below 0.6);
+        None where no face is found."""
+        from ..faces.attributes import identity_distance
+
+        model = self.session_model(session)
+        # Both rendered the way the mix is (shared noise, shipped generator): at 0 the mix is A exactly.
+        a = model.render(session.latent.wplus(model.n_latent))
+        b = model.render(other.wplus(model.n_latent))
+        found = analyze_faces([mixed, a, b])
+        out: dict[str, float | None] = {}
+        for name, ref in (("to_a", found[1]), ("to_b", found[2])):
+            ok = found[0].identity is not None and ref.identity is not None
+            out[name] = round(identity_distance(found[0], ref), 3) if ok else None
+        return out
+
+    def other_face(self, session: Session, source: str | Path | None = None, seed: int | None = None) -> Latent:
+        """The second face for mixing: a photo (its largest face, encoded), a latent file, or a random face."""
+        model = self.session_model(session)
+        if source is None:
+            return self.random_latent(model, seed if seed is not None else int(time.time()))
+        source = Path(source)
+        if source.suffix == ".safetensors":
+            return self.read_latent(session, source)
+        other = Session(model=model.name)
+        self.open_photo(other, source)
+        self.align(other, 0)
+        return self.encode(other).latent
+
+    def transfer(self, session: Session, other: Latent, mode: str = "replace", strength: float = 1.0) -> EditResult:
+        """The current face with ``other``'s expression (emotion, smile and mouth directions only)."""
+        from ..latent.expression import transfer_expression
+
+        model, a = self._face(session)
+        moved = transfer_expression(a, other.wplus(model.n_latent), model.directions, model.w_mean, mode, strength)
+        result = self._show(session, model, moved)
+        result.scores["expression_source"] = face_scores(model.render(other.wplus(model.n_latent)))
+        return result
