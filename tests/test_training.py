@@ -43,7 +43,7 @@ def trainer_batch(trainer: Trainer) -> torch.Tensor:
 
 
 def test_compact_state_resumes_and_export_loads(tmp_path):
-    recipe = RECIPES["ae"]
+    recipe = recipe_with("ae", resolution=TINY.resolution)  # the recipes grow faces to 64 px by default
     trainer = train(DATA, recipe, tmp_path / "run", config=TINY, max_images=32, heldout_count=4, log=lambda m: None)
     compact = tmp_path / "train_state.safetensors"
     trainer.save_compact(compact)
