@@ -20,13 +20,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from ..faces.attributes import IDENTITY_SAME
 from ..latent.directions import Direction
 from ..latent.edit import apply_edits
 from ..models.generator import Generator
 from ..models.render import from_uint8, render
 from ..training.directions import Progress, score_images
 
-IDENTITY_SAME = 0.6  # dlib: same person below this distance
 STRENGTHS = (-2.0, 2.0)
 AGE_GOAL_STRENGTH = 3.0
 LEAKAGE_INTO = ("age", "gender", "smile", "happy", "mouth_open", "yaw", "pitch")
