@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 
 from pipeline.errors import UserError
 from pipeline.faces.attributes import IDENTITY_SAME
@@ -16,14 +17,15 @@ from pipeline.studio.session import OptimiseProgress
 
 from .widgets import (
     AUTO_METHOD,
-    MAX_DIRECTIONS,
     face_label,
     file_path,
     for_screen,
     friendly,
     gpu,
+    keeps_note,
     same_person_note,
     scores_table,
+    slot_names,
 )
 
 studio = Studio()
@@ -50,6 +52,11 @@ def show(session: Session, image):
     return for_screen(image, session.model or studio.model_name)
 
 
+def seen(result) -> np.ndarray:
+    """What the user sees of an edit: the face at the photo's resolution, else the model's face."""
+    return result.image if result.face is None else result.face
+
+
 def summary(model: Model | None) -> str:
     if model is None:
         return "No model could be loaded."
@@ -67,8 +74,8 @@ def edit_note(model: Model | None) -> str:
 def model_view(model: Model) -> tuple:
     """The page's model-dependent parts: summary, edit note, conditioning, layer range, sliders."""
     names = list(model.directions)
-    sliders = [gr.Slider(label=n, value=0, visible=True) for n in names[:MAX_DIRECTIONS]]
-    sliders += [gr.Slider(visible=False, value=0)] * (MAX_DIRECTIONS - len(sliders))
+    sliders = [gr.Slider(label=n, info=keeps_note(model.directions.get(n)) if n else None, value=0, visible=n is not None)
+               for n in slot_names(model.directions)]  # fmt: skip
     last = model.n_latent - 1
     return (summary(model), edit_note(model), gr.CheckboxGroup(choices=names, value=[]),
             gr.Slider(maximum=last, value=0), gr.Slider(maximum=last, value=last), *sliders)  # fmt: skip
@@ -150,16 +157,19 @@ def stop(session: Session):
 
 @friendly
 @gpu
-def edit(session: Session, conditioning: list[str], own_layers: bool, first: float, last: float, paste: bool, *strengths):
-    names = list(studio.directions(session))
-    values = dict(zip(names, strengths))
+def edit(session: Session, conditioning: list[str], keep: bool, own_layers: bool, first: float, last: float,
+         paste: bool, *strengths):  # fmt: skip
+    values = {n: v for n, v in zip(slot_names(studio.directions(session)), strengths) if n}
     layers = None if own_layers else (int(first), int(last) + 1)
-    result = studio.edit(session, values, conditioning or [], layers, paste)
-    image_file = file_path(studio.save_image(session, result.image, "edited"))
+    result = studio.edit(session, values, conditioning or [], layers, paste, keep=bool(keep))
+    image_file = file_path(studio.save_image(session, seen(result), "edited"))
     composite_file = file_path(studio.save_image(session, result.composite, "composite")) if result.composite is not None else None
     pasted = result.composite is not None
-    return (session, show(session, session.reconstruction), show(session, result.image), result.scores, scores_table(result.scores),
-            image_file, gr.Image(result.composite, visible=pasted), gr.File(composite_file, visible=pasted))  # fmt: skip
+    before = studio.photo_face(session)
+    return (session, show(session, session.reconstruction if before is None else before),
+            show(session, seen(result)), result.scores, scores_table(result.scores),
+            image_file, gr.Image(result.composite, visible=pasted), gr.File(composite_file, visible=pasted),
+            show(session, session.reconstruction), show(session, result.image))  # fmt: skip
 
 
 @friendly
@@ -176,6 +186,8 @@ def mix(session: Session, other: str | None, seed: float, amount: float, groups:
     latent = studio.other_face(session, other, None if other else int(seed))
     image = studio.mix(session, latent, amount, groups or [])
     distances = studio.mix_identity(session, latent, image)
+    in_photo = studio.mix_in_photo(session, image)
+    image = image if in_photo is None else in_photo.face  # at the photo's resolution when there is one
 
     note = (f"Identity distance to A: {same_person_note(distances['to_a'])} · to B: {same_person_note(distances['to_b'])} "
             f"(dlib; same person below {IDENTITY_SAME})")  # fmt: skip
@@ -196,8 +208,8 @@ def edit_to_target(session: Session, name: str | None, value: float, tolerance: 
     verdict = "Reached" if target.reached else "Not reached"
     steps = " → ".join(f"{h['strength']:+.2f}: {h['value']:.3g}" for h in target.history)
     note = f"**{verdict}.** {target.message}\n\nSteps (standard deviations: reading): {steps}"
-    return (show(session, result.image), note, composite_view(session, result.composite),
-            file_path(studio.save_image(session, result.image, f"{name}-{value:g}")))  # fmt: skip
+    return (show(session, seen(result)), note, composite_view(session, result.composite),
+            file_path(studio.save_image(session, seen(result), f"{name}-{value:g}")))  # fmt: skip
 
 
 @friendly
@@ -206,8 +218,8 @@ def localized_edit(session: Session, name: str | None, strength: float, region: 
     if not name:
         raise UserError("choose the direction to edit")
     result = studio.localized_edit(session, {name: float(strength)}, region, paste=paste)
-    return (show(session, result.image), scores_table(result.scores), composite_view(session, result.composite),
-            file_path(studio.save_image(session, result.image, f"{name}-{region}")))  # fmt: skip
+    return (show(session, seen(result)), scores_table(result.scores), composite_view(session, result.composite),
+            file_path(studio.save_image(session, seen(result), f"{name}-{region}")))  # fmt: skip
 
 
 @friendly
@@ -217,7 +229,7 @@ def transfer(session: Session, other: str | None, seed: float, mode: str, streng
     result = studio.transfer(session, latent, mode, strength)
     source = result.scores.pop("expression_source")
     note = f"Expression from B: {source['emotion']}, smile {source['smile']}.\n\n" + scores_table(result.scores)
-    return show(session, result.image), note, file_path(studio.save_image(session, result.image, "expression"))
+    return show(session, seen(result)), note, file_path(studio.save_image(session, seen(result), "expression"))
 
 
 @friendly

@@ -11,6 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
+import numpy as np
 
 from pipeline import limits
 from pipeline.errors import UserError
@@ -23,7 +24,7 @@ from pipeline.talk import speech
 from pipeline.talk.atnet import METHODS as TALK_METHODS
 
 from . import handlers as h
-from .widgets import AUTO_METHOD, FACE_FILES, HEAVY, MAX_DIRECTIONS, face_image, photo_input
+from .widgets import AUTO_METHOD, FACE_FILES, HEAVY, SLIDER_GROUPS, face_image, keeps_note, photo_input, slot_names
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 EXAMPLES = Path(tempfile.gettempdir()) / "studio-examples"
@@ -118,27 +119,44 @@ def optimise_tab(state: gr.State) -> SimpleNamespace:
     return SimpleNamespace(tab=tab, face=preview)
 
 
+def _direction_sliders(loaded: Model | None) -> list[gr.Slider]:
+    """One slider per slot, grouped (attributes, emotions, pose, discovered); unused slots hidden."""
+    directions = loaded.directions if loaded else {}
+    names = slot_names(directions)
+    starts = dict(zip(SLIDER_GROUPS, np.cumsum([0, *SLIDER_GROUPS.values()])))
+    filled = [g for g, n in SLIDER_GROUPS.items() if names[starts[g]] is not None]
+    sliders, i = [], 0
+    for group, count in SLIDER_GROUPS.items():
+        with gr.Accordion(group, open=group == (filled[0] if filled else "Attributes")):
+            for name in names[i : i + count]:
+                sliders.append(gr.Slider(-4, 4, value=0, step=0.1, label=name, visible=name is not None,
+                                         info=keeps_note(directions.get(name)) if name else None))  # fmt: skip
+        i += count
+    return sliders
+
+
 def edit_tab(state: gr.State, loaded: Model | None) -> SimpleNamespace:
-    names = list(loaded.directions)[:MAX_DIRECTIONS] if loaded else []
+    names = list(loaded.directions) if loaded else []
     last_layer = loaded.n_latent - 1 if loaded else 9
     with gr.Tab("4 Edit") as tab:
         note = gr.Markdown(h.edit_note(loaded))
         with gr.Row():
             with gr.Column():
-                sliders = [
-                    gr.Slider(-4, 4, value=0, step=0.1, label=names[i] if i < len(names) else None, visible=i < len(names))
-                    for i in range(MAX_DIRECTIONS)
-                ]
-                conditioning = gr.CheckboxGroup(label="Keep unchanged (conditional editing)", choices=names)
+                sliders = _direction_sliders(loaded)
+                keep = gr.Checkbox(value=True, label="Each edit keeps what it should not move (the 'keeps' under each slider)")
                 with gr.Accordion("Advanced", open=False):
+                    conditioning = gr.CheckboxGroup(label="Also hold these directions (projected out)", choices=names)
                     own_layers = gr.Checkbox(value=True, label="Each direction on its own layers")
                     first = gr.Slider(0, last_layer, value=0, step=1, label="first layer")
                     last = gr.Slider(0, last_layer, value=last_layer, step=1, label="last layer")
                 paste = gr.Checkbox(label="Paste back into the original photo")
                 edit_btn = gr.Button("Edit", variant="primary")
-            before = face_image("Before")
-            after = face_image("After", elem_id="after")
+            before = face_image("Before (photo resolution)")
+            after = face_image("After (photo resolution)", elem_id="after")
             table, scores = _scores_column("edit-scores")
+        with gr.Accordion("Model view (the generator's own faces)", open=False), gr.Row():
+            model_before = face_image("Reconstruction")
+            model_after = face_image("Edited")
         with gr.Row():
             composite = gr.Image(label="Composite photo", interactive=False, format="png", visible=False)
             with gr.Column():
@@ -146,8 +164,11 @@ def edit_tab(state: gr.State, loaded: Model | None) -> SimpleNamespace:
                 composite_file = gr.File(label="Composite photo", visible=False)
         latent = gr.File(label="latent", visible=False)
         start_row(state, before, latent, "edit")
-    edit_btn.click(h.edit, [state, conditioning, own_layers, first, last, paste, *sliders],
-                   [state, before, after, scores, table, edited_file, composite, composite_file], api_name="edit")  # fmt: skip
+    inputs = [state, conditioning, keep, own_layers, first, last, paste, *sliders]
+    outputs = [state, before, after, scores, table, edited_file, composite, composite_file, model_before, model_after]
+    edit_btn.click(h.edit, inputs, outputs, api_name="edit")
+    for slider in sliders:  # live: the face follows a slider when it is let go
+        slider.release(h.edit, inputs, outputs, api_name=False, trigger_mode="always_last")
     return SimpleNamespace(tab=tab, face=before, model_outputs=[note, conditioning, first, last, *sliders])
 
 

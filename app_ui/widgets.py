@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import gradio as gr
@@ -14,8 +14,9 @@ from PIL import Image
 
 from pipeline import provenance
 from pipeline.errors import UserError
-from pipeline.faces.attributes import IDENTITY_SAME
+from pipeline.faces.attributes import EMOTIONS, IDENTITY_SAME
 from pipeline.faces.detection import Face
+from pipeline.latent.directions import Direction
 
 try:  # ZeroGPU Spaces lend a GPU per call; elsewhere this is a no-op.
     import spaces
@@ -27,10 +28,36 @@ except ImportError:
         return fn
 
 
-MAX_DIRECTIONS = 8  # slider slots; a model's directions fill the first ones
+# Slider slots per group of the Edit tab; a model's directions fill each group's first slots.
+SLIDER_GROUPS = {"Attributes": 8, "Emotions": 7, "Pose": 4, "Discovered": 8}
+MAX_DIRECTIONS = sum(SLIDER_GROUPS.values())
+POSE = ("yaw", "pitch", "roll")
 AUTO_METHOD = "auto"  # the talk step picks the mouth motion that suits the input
 HEAVY = "heavy"  # optimisation and video share one queue slot: each saturates the CPU
 FACE_FILES = ["image", ".safetensors"]  # what "a photo or latent file" inputs accept
+
+
+def direction_group(name: str, direction: Direction) -> str:
+    if direction.kind != "attribute":
+        return "Discovered"
+    if name in EMOTIONS:
+        return "Emotions"
+    return "Pose" if name in POSE else "Attributes"
+
+
+def slot_names(directions: Mapping[str, Direction]) -> list[str | None]:
+    """The direction in each slider slot (None: the slot is hidden), group by group."""
+    slots: list[str | None] = []
+    for group, count in SLIDER_GROUPS.items():
+        names = [n for n, d in directions.items() if direction_group(n, d) == group][:count]
+        slots += names + [None] * (count - len(names))
+    return slots
+
+
+def keeps_note(direction: Direction | None) -> str | None:
+    """What an edit leaves alone, for the slider's caption."""
+    keeps = direction.info.get("keeps") if direction is not None and direction.info else None
+    return "keeps: " + ", ".join(keeps) if keeps else None
 
 
 def friendly(fn: Callable) -> Callable:

@@ -25,6 +25,8 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
+from app_ui.widgets import slot_names  # noqa: E402
+from pipeline.latent.directions import Direction  # noqa: E402
 from pipeline.latent.files import load_latent_for  # noqa: E402
 from pipeline.models.checkpoints import generator_from_state_dict, load_native, save_native  # noqa: E402
 from pipeline.models.encoder import Encoder, EncoderConfig, save_encoder  # noqa: E402
@@ -62,6 +64,13 @@ def small_model(folder: Path, directions: bool = True) -> Path:
         tensors = {f"pc{i}": v[:, i].contiguous() for i in range(3)}
         save_file(tensors, str(folder / "directions.safetensors"), metadata={"layers": json.dumps({"pc2": [4, 10]})})
     return folder
+
+
+def edit_inputs(values: dict[str, float], conditioning=(), keep: bool = True, own_layers: bool = True,
+                first: int = 0, last: int = 9, paste: bool = False) -> list:  # fmt: skip
+    """/edit's inputs for the small model's directions (pc0..pc2), each value in its slider's slot."""
+    stub = {f"pc{i}": Direction(f"pc{i}", torch.ones(1), (0, 10), kind="published") for i in range(3)}
+    return [list(conditioning), keep, own_layers, first, last, paste, *(values.get(n, 0.0) for n in slot_names(stub))]
 
 
 def golden_generator() -> Generator:
@@ -138,19 +147,24 @@ def test_every_step_through_the_api(client):
     assert not torch.equal(optimised.latent, encoded.latent)
 
     # The edit moves the face; pasting back gives a photo of the original size.
-    before, after, scores, table, edited_file, composite, composite_file = client.predict(
-        [], True, 0, 9, True, 3.0, 0, 0, 0, 0, 0, 0, 0, api_name="/edit"
+    before, after, scores, table, edited_file, composite, composite_file, model_before, model_after = client.predict(
+        *edit_inputs({"pc0": 3.0}, paste=True), api_name="/edit"
     )
     assert np.abs(image(after).astype(int) - image(before).astype(int)).mean() > 1
-    assert image(edited_file).shape == (64, 64, 3)
+    # Before / after at the photo's resolution: the download is the face at its size in the photo
+    # (larger than the model's 64 px), the screen shows it at least that large ...
+    assert image(after).shape == image(before).shape
+    assert 64 < image(edited_file).shape[0] <= image(after).shape[0]
+    # ... and the model's own faces beside them.
+    assert np.abs(image(model_after).astype(int) - image(model_before).astype(int)).mean() > 1
     assert composite_file["visible"] and image(composite_file["value"]).shape == image(str(PHOTO)).shape
     assert {"age", "gender", "emotion", "identity_distance", "lpips"} <= scores.keys()
 
     # Conditional editing and a chosen layer range; an empty range is a clear error.
-    _, after_fine, *_ = client.predict(["pc1"], False, 8, 9, False, 3.0, 0, 0, 0, 0, 0, 0, 0, api_name="/edit")
+    _, after_fine, *_ = client.predict(*edit_inputs({"pc0": 3.0}, ["pc1"], own_layers=False, first=8), api_name="/edit")
     assert not np.array_equal(image(after_fine), image(after))
     with pytest.raises(AppError, match="empty layer range"):
-        client.predict([], False, 6, 2, False, 3.0, 0, 0, 0, 0, 0, 0, 0, api_name="/edit")
+        client.predict(*edit_inputs({"pc0": 3.0}, own_layers=False, first=6, last=2), api_name="/edit")
 
     if (EMBEDDED / "generator.safetensors").is_file() and (EMBEDDED / "talk_map.safetensors").is_file():
         import imageio.v2 as imageio
@@ -168,7 +182,7 @@ def test_every_step_through_the_api(client):
             client.predict("Hello there.", "en-us", 160, None, api_name="/talk")
 
     mixed, mixed_file, note = client.predict(None, 3, 0.5, ["coarse"], api_name="/mix")
-    assert image(mixed_file).shape == (64, 64, 3)
+    assert image(mixed_file).shape[0] > 64  # the mix at the photo's resolution (the face is 108 px there)
     assert "Identity distance to A: " in note and " · to B: " in note
 
 
@@ -196,7 +210,7 @@ def test_random_face_then_edit_has_nothing_to_paste_into(app):
     face, latent_file = client.predict(7, api_name="/random_face")
     assert image(face).shape[0] >= 64 and Path(latent_file).is_file()
     with pytest.raises(AppError, match="needs an uploaded photo"):
-        client.predict([], True, 0, 9, True, 1.0, 0, 0, 0, 0, 0, 0, 0, api_name="/edit")
+        client.predict(*edit_inputs({"pc0": 1.0}, paste=True), api_name="/edit")
 
 
 def test_group_photo_offers_each_face(app, tmp_path):
@@ -233,7 +247,9 @@ def test_pick_model_shows_the_model(client):
     assert [c[1] for c in conditioning["choices"]] == ["pc0", "pc1", "pc2"]
     G = model_generator()
     assert first["value"] == 0 and last["value"] == G.n_latent - 1
-    assert [s.get("label") for s in sliders[:3]] == ["pc0", "pc1", "pc2"] and len(sliders) == 8
+    # Every direction has a slider, in its group (principal components: "Discovered"); no slot is left over.
+    labels = [s.get("label") for s in sliders if s.get("visible")]
+    assert labels == ["pc0", "pc1", "pc2"] and len(sliders) == len(edit_inputs({})) - 6
 
 
 def test_start_from_a_latent_file_on_every_tab(app, tmp_path):
@@ -247,7 +263,7 @@ def test_start_from_a_latent_file_on_every_tab(app, tmp_path):
         assert np.array_equal(image(shown), image(face)), tab
         assert torch.equal(load_latent_for(again, G, MODEL).latent, code), tab
     # ... and the face can be edited from there.
-    _, after, *_ = client.predict([], True, 0, 9, False, 3.0, 0, 0, 0, 0, 0, 0, 0, api_name="/edit")
+    _, after, *_ = client.predict(*edit_inputs({"pc0": 3.0}), api_name="/edit")
     assert np.abs(image(after).astype(int) - image(face).astype(int)).mean() > 1
 
 

@@ -150,7 +150,8 @@ def test_identity_distance(attrs):
 
 def test_scores_are_named_like_the_directions(attrs):
     s = A.scores(attrs["astronaut"])
-    assert list(s) == list(A.SCORE_NAMES)
+    assert list(s) == [*A.SCORE_NAMES, "skin"] == list(A.MEASURED_NAMES)
+    assert 60 < s["skin"] < 250  # cheek luminance of a light-skinned face, lit from the front
     assert s["gender"] == attrs["astronaut"].p_female and s["happy"] == attrs["astronaut"].emotions["happy"]
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from bad_inputs import MODEL, Case, cli_argv, corpus, dims_of, make, through_api, through_app, through_cli
-from test_app_api import launch_app, small_model
+from test_app_api import edit_inputs, launch_app, small_model
 
 from pipeline import provenance
 from pipeline import studio as studio_module
@@ -121,7 +121,7 @@ def test_app_keeps_serving_after_the_corpus(client, made):
 
     client.predict(handle_file(str(made["image-name-shell"])), api_name="/upload")
     client.predict(api_name="/encode")
-    _, after, scores, _, edited_file, *_ = client.predict([], True, 0, 9, False, 2.0, 0, 0, 0, 0, 0, 0, 0, api_name="/edit")
+    _, after, scores, _, edited_file, *_ = client.predict(*edit_inputs({"pc0": 2.0}), api_name="/edit")
     assert "identity_distance" in scores
     for shown_or_downloaded in (after, edited_file):  # both say what made them
         assert f"model {MODEL}" in provenance.read(shown_or_downloaded)["description"]

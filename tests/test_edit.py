@@ -169,7 +169,7 @@ def test_bench_edit_reports_goals_and_draws_the_grid(model_dir, tmp_path, capsys
     monkeypatch.setattr(cli, "COMMAND_MODULES", ["directions"])
     grid, out = tmp_path / "grid.png", tmp_path / "edit.json"
     args = ["bench", "edit", "--weights", str(model_dir), "--model", "tiny", "--n", "2", "--n-real", "0",
-            "--grid", str(grid), "--out", str(out), "--json", "--card"]  # fmt: skip
+            "--leakage-random", "3", "--grid", str(grid), "--out", str(out), "--json", "--card"]  # fmt: skip
     assert cli.main(args) == 0
     result = json.loads(capsys.readouterr().out)
     assert result == json.loads(out.read_text())
@@ -184,3 +184,8 @@ def test_bench_edit_reports_goals_and_draws_the_grid(model_dir, tmp_path, capsys
     assert width > 7 * 64 and 2 * 64 < height < 3 * 64
     card = (model_dir / "DIRECTIONS.md").read_text()
     assert "| age, holding happy |" in card and "### Edits on 2 random faces" in card
+    # The leakage matrix: every measured attribute (skin tone too) and identity, per direction, with its picture.
+    leakage = result["leakage"]["random"]
+    assert leakage["faces"] == 3 and set(leakage["matrix"]) == {"age", "happy"}
+    assert {"age", "gender", "skin", "yaw", "identity"} <= set(leakage["matrix"]["age"])
+    assert Path(leakage["picture"]).is_file() and "### Leakage matrix" in card

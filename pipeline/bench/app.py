@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT_5S = "The quick brown fox jumps over the lazy dog, then rests in the warm afternoon sun."
 GOALS = {"upload_to_edit_s": 10.0, "peak_rss_mb": 3072.0}
-MAX_DIRECTIONS = 8  # slider slots of the app's edit tab
+EDIT_FLAGS = 6  # /edit's inputs before its sliders: conditioning, keep, own layers, first, last, paste
 
 
 def free_port() -> int:
@@ -84,14 +84,21 @@ def upload_to_edit(url: str, photo: Path) -> dict:
     times: dict[str, float | str | None] = {}
     _, times["upload_align_s"] = timed(client.predict, handle_file(str(photo)), api_name="/upload")
     _, times["encode_s"] = timed(client.predict, api_name="/encode")
-    strengths = [1.0] + [0.0] * (MAX_DIRECTIONS - 1)
     try:
-        _, times["edit_s"] = timed(client.predict, [], True, 0, 0, False, *strengths, api_name="/edit")
+        _, times["edit_s"] = timed(client.predict, *edit_arguments(client), api_name="/edit")
     except AppError as exc:
         times["edit_s"], times["edit_error"] = None, str(exc)
     steps = [v for k, v in times.items() if k.endswith("_s") and isinstance(v, float)]
     times["total_s"] = round(sum(steps), 2)
     return {k: round(v, 2) if isinstance(v, float) else v for k, v in times.items()}
+
+
+def edit_arguments(client, first: float = 1.0) -> list:
+    """/edit's inputs: defaults, and ``first`` standard deviations on the first slider (the model's
+    first attribute), however many sliders the app has."""
+    endpoint = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/edit"]
+    sliders = len(endpoint["parameters"]) - EDIT_FLAGS
+    return [[], True, True, 0, 0, False, first] + [0.0] * (sliders - 1)
 
 
 def optimise_time(url: str, photo: Path, steps: int) -> dict:

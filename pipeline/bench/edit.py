@@ -190,11 +190,45 @@ def bench_edits(G: Generator, directions: Mapping[str, Direction], n: int = 200,
     return result
 
 
+def covariates_text(search: dict) -> str:
+    """The covariate search's fits: what each direction keeps, over how many photos."""
+    lines = [f"Found by `python -m pipeline directions --model {search.get('model')}` ({search['seconds']:.0f} s): "
+             f"least-squares fits of the encoder's W of {search['photos']} labelled UTKFace training photos "
+             "on each attribute together with what the edit must keep (and race), so that each direction "
+             "moves its attribute with the others held; age and gender from the true labels, skin tone "
+             "measured on the cheeks, the rest read by the classifiers from the photos. Strengths are in "
+             "standard deviations of the codes along each direction.",
+             "", "| attribute | photos | correlation | keeps |", "|---|---|---|---|"]  # fmt: skip
+    for name, f in search["fits"].items():
+        lines.append(f"| {name} | {f['photos']} | {f['correlation']:+.3f} | {', '.join(f['keeps'])} |")
+    return "\n".join(lines)
+
+
+def leakage_text(leakage: dict) -> str:
+    """The leakage matrices as tables, with their pictures."""
+    from .leakage import markdown, summary
+
+    lines = ["", "### Leakage matrix", "",
+             "Each row: a direction at +2 sd (half of +2 minus -2, median over faces); each column: the change of a "
+             "measured attribute in standard deviations of real faces, and the identity distance to the unedited face. "
+             "Held-out photos are edited at the photo's resolution and read from the photo-resolution face."]  # fmt: skip
+    for part, title in (("photos", "held-out photos"), ("random", "random faces")):
+        if part not in leakage:
+            continue
+        table = leakage[part]["matrix"]
+        worst = max(v["median_leak_sd"] for v in summary(table).values())
+        lines += ["", f"#### {leakage[part]['faces']} {title} (`{leakage[part]['picture']}`): "
+                  f"largest median off-diagonal leak {worst:.2f} sd", "", markdown(table)]  # fmt: skip
+    return "\n".join(lines)
+
+
 def card_text(search: dict, bench: dict) -> str:
     """Markdown for a model folder's DIRECTIONS.md: the search's fits and the benchmark's numbers."""
     lines = ["## Edit directions", ""]
     fits, real = search.get("fits", {}), search.get("real_route")
-    if fits:  # files found by the directions command carry their search's report
+    if search.get("method") == "covariates":
+        lines += [covariates_text(search)]
+    elif fits:  # files found by the directions command carry their search's report
         lines.append(f"Found by `python -m pipeline directions --model {search.get('model')} --n {search['n']}` "
                      f"({search['total_seconds']:.0f} s on {search['threads']} thread(s)): linear SVMs on the W codes of "
                      f"{search['n']} labelled random faces, trained on the top and bottom {search['extreme_fraction']:.0%} "
@@ -237,6 +271,8 @@ def card_text(search: dict, bench: dict) -> str:
         goals_measured = bench.get(f"goals_{part}", {})
         lines += ["", "Goals: " + "; ".join(f"{k} {g['value']} (goal {g['goal']}: {'met' if g['met'] else 'not met'})"
                                            for k, g in goals_measured.items()) + "."]  # fmt: skip
+    if "leakage" in bench:
+        lines.append(leakage_text(bench["leakage"]))
     lines += ["", "Units: age in years, yaw and pitch in degrees, gender as P(female), emotions as probabilities, smile "
               "and mouth opening as landmark ratios; identity kept = dlib descriptor distance below 0.6; "
               "leaks in standard deviations of the other attribute over the faces.", ""]  # fmt: skip

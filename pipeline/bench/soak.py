@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .app import MAX_DIRECTIONS, ROOT, App
+from .app import ROOT, App, edit_arguments
 
 GOALS = {"errors": 0, "cross_talk": 0, "rss_growth": 0.20}
 FACE_FOLDERS = [ROOT / "tests" / "data" / "faces", ROOT / "tests" / "data" / "utkface_mini"]
@@ -67,8 +67,7 @@ def flow(client, photo: Path) -> dict[str, np.ndarray]:
     client.predict(handle_file(str(photo)), api_name="/upload")
     _, _, aligned = client.predict(0, api_name="/align")
     _, reconstruction, _, _, latent_file = client.predict(api_name="/encode")
-    strengths = [1.0] + [0.0] * (MAX_DIRECTIONS - 1)
-    _, edited, *_ = client.predict([], True, 0, 0, False, *strengths, api_name="/edit")
+    _, edited, *_ = client.predict(*edit_arguments(client), api_name="/edit")
     return {"aligned": _image(aligned), "reconstruction": _image(reconstruction), "edited": _image(edited),
             "latent": _latent(latent_file)}  # fmt: skip
 

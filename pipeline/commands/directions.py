@@ -30,6 +30,9 @@ def register(sub, groups) -> None:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA,
                    help="labelled UTKFace photos for the real-photo route (skipped when absent)")  # fmt: skip
     p.add_argument("--n-real", type=int, default=None, help="photos encoded for the real-photo route (default: 3000)")
+    p.add_argument("--method", choices=("covariates", "svm"), default=None,
+                   help="covariates: regressions of labelled photos' codes on each attribute and what it must keep "
+                        "(default when the model has an encoder and --data exists); svm: InterFaceGAN on labelled samples")  # fmt: skip
     p.add_argument("--out", type=Path, default=None, help="directions file (default: the model's, from the registry)")
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=run_directions)
@@ -72,6 +75,9 @@ def register(sub, groups) -> None:
         "--grid", type=Path, default=Path("bench/edit_grid.png"), help="PNG: rows attributes, columns strengths"
     )
     p.add_argument("--out", type=Path, default=Path("bench/edit.json"), help="the JSON is also written here")
+    p.add_argument("--leakage-photos", type=int, default=8,
+                   help="held-out photos edited at photo resolution for the leakage matrix (0: none)")  # fmt: skip
+    p.add_argument("--leakage-random", type=int, default=24, help="random faces for the leakage matrix (0: none)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", action="store_true", help="one line of JSON")
     p.add_argument(
@@ -106,13 +112,23 @@ def run_directions(args: argparse.Namespace) -> int:
         print("real-photo route skipped: " + ("the model has no encoder" if m.encoder is None else f"{args.data} not found"),
               file=sys.stderr)  # fmt: skip
     started = time.monotonic()
-    directions, report = find_directions(m.generator, search, m.encoder, args.data, train_files)
+    method = args.method or ("covariates" if train_files else "svm")
+    if method == "covariates":
+        from ..training.covariate_directions import search_with_covariates
+
+        if not train_files:
+            raise UserError("--method covariates needs the model's encoder and labelled photos (--data)")
+        n_photos = search.n_real if args.n_real is not None else 5000
+        directions, report = search_with_covariates(m.generator, m.encoder, args.data, train_files, n_photos,
+                                                    seed=search.seed, log=lambda line: print(line, file=sys.stderr))  # fmt: skip
+    else:
+        directions, report = find_directions(m.generator, search, m.encoder, args.data, train_files)
     report["model"] = m.name
     save_directions(out, directions, m.name, report)
     summary = {
         "directions": str(out), "model": m.name, "n": search.n, "seconds": round(time.monotonic() - started, 1),
         "shipped": {k: {"kind": d.kind, "layers": list(d.layers), "accuracy": d.info.get("accuracy")} for k, d in directions.items()},
-        "fits": report["fits"], "real_route": report.get("real_route"),
+        "method": method, "fits": report["fits"], "real_route": report.get("real_route"),
     }  # fmt: skip
     print(json.dumps(summary, indent=2))
     return 0
@@ -191,7 +207,9 @@ def run_edit(args: argparse.Namespace) -> int:
         save_latent(args.latent_out, edited)
         result["latent"] = str(args.latent_out)
     if photo is not None:
-        result["composite"] = str(paste(photo, faces[0], args, m.alignment, latent.transform))
+        reference = render(G, latent.wplus(G.n_latent)[:1], edited.noise)[0]
+        composite, face_path = paste(photo, faces[0], args, m.alignment, latent.transform, reference)
+        result["composite"], result["face"] = str(composite), str(face_path)
     print(json.dumps(result))
     missed = [r["message"] for r in reports if not r["reached"]]
     for message in missed:  # the closest face is written all the same
@@ -199,14 +217,17 @@ def run_edit(args: argparse.Namespace) -> int:
     return 2 if missed else 0
 
 
-def paste(photo, face, args: argparse.Namespace, template: str, stored: dict | None = None) -> Path:
-    """Blend the edited face into the photo, in the frame of ``--transform``, else of the transform
-    ``invert`` stored in the latent, else of the photo's largest face."""
+def paste(photo, face, args: argparse.Namespace, template: str, stored: dict | None = None,
+          reference=None) -> tuple[Path, Path]:  # fmt: skip
+    """The edit rendered into the photo at its resolution (the change from ``reference``, the
+    unedited render, to ``face``), in the frame of ``--transform``, else of the transform
+    ``invert`` stored in the latent, else of the photo's largest face. Writes the composite and
+    the edited face at the photo's resolution; returns both paths."""
     from ..errors import UserError
     from ..faces.align import AlignedFace, alignment_matrix
     from ..faces.detection import find_faces, select_face
     from ..faces.images import save_image
-    from ..faces.paste import paste_back
+    from ..faces.photo_render import render_on_photo
     from .align import read_transform
 
     if args.transform is not None:
@@ -223,8 +244,11 @@ def paste(photo, face, args: argparse.Namespace, template: str, stored: dict | N
         aligned = AlignedFace(image=face, matrix=alignment_matrix(found.landmarks, template, size), template=template,
                               size=size, face=found, source_size=(photo.shape[1], photo.shape[0]), face_index=0)  # fmt: skip
     out = args.composite or args.out.with_name(f"{args.out.stem}-composite{args.out.suffix}")
-    save_image(paste_back(photo, aligned, face), out)
-    return out
+    rendered = render_on_photo(photo, aligned, face if reference is None else reference, face)
+    save_image(rendered.photo, out)
+    face_out = out.with_name(f"{args.out.stem}-face{out.suffix}")
+    save_image(rendered.face, face_out)
+    return out, face_out
 
 
 # --------------------------------------------------------------------------- bench
@@ -253,6 +277,18 @@ def run_bench(args: argparse.Namespace) -> int:
     result = bench_edits(m.generator, directions, args.n, m.encoder, real, grid=args.grid,
                          log=lambda s: print(s, file=sys.stderr))  # fmt: skip
     result["model"] = m.name
+    if args.leakage_photos or args.leakage_random:
+        from ..bench.leakage import bench_leakage
+
+        photos = []  # the photos go through the studio, which serves registry models
+        if args.leakage_photos and args.n_real > 0 and args.weights is None and args.data.is_dir():
+            _, held = heldout_and_train_files(args.data, m.folder)
+            photos = [args.data / f for f in evenly_spaced(held, args.leakage_photos)]
+        from ..latent.directions import read_report
+
+        spread = read_report(path).get("attribute_sd") if path.is_file() else None
+        result["leakage"] = bench_leakage(m, directions, photos, args.leakage_random, args.out.parent, spread=spread,
+                                          log=lambda s: print(s, file=sys.stderr))  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     if args.card:

@@ -24,7 +24,7 @@ from ..errors import UserError
 from ..faces.align import AlignedFace, align_face
 from ..faces.detection import find_faces
 from ..faces.images import load_image, save_image
-from ..faces.paste import paste_back
+from ..faces.photo_render import render_on_photo
 from ..latent.directions import Direction
 from ..latent.edit import apply_edits
 from ..models.encoder import Encoder
@@ -88,7 +88,8 @@ def edit_photo(editor: Editor, photo: np.ndarray) -> tuple[np.ndarray, np.ndarra
     aligned, wplus, noise, n_faces = align_and_encode(G, editor.encoder, editor.template, photo, editor.steps)
     edited = apply_edits(wplus.to(G.device), editor.directions, editor.strengths)
     face = render_one(G, edited, noise)
-    return paste_back(photo, aligned, face), face, aligned, n_faces
+    # The change from the unedited render to the edit, applied to the photo at its own resolution.
+    return render_on_photo(photo, aligned, render_one(G, wplus.to(G.device), noise), face).photo, face, aligned, n_faces
 
 
 def photos_in(folder: Path) -> list[Path]:

@@ -62,6 +62,8 @@ FALLBACK_BOX = (0.075, 0.075, 0.97, 0.97)
 
 # Names of the scores returned by :func:`scores`, also the names of the edit directions.
 SCORE_NAMES = ("age", "gender", "smile", "mouth_open", "eyes_open", "yaw", "pitch", *EMOTIONS)
+# ... and what is measured but not an edit of its own: kept by every edit unless asked.
+MEASURED_NAMES = (*SCORE_NAMES, "skin")
 
 
 @dataclass
@@ -80,6 +82,7 @@ class FaceAttributes:
     identity: np.ndarray | None = field(repr=False)  # (128,) float32; None if not asked for
     landmarks: np.ndarray = field(repr=False)  # (68, 2) float32, pixels of the input crop
     face_found: bool = True  # False: read with the fixed fallback geometry
+    skin: float = float("nan")  # cheek luminance, 0..255 (see face_geometry.skin_luminance)
 
     def to_dict(self) -> dict:
         out = {"face_found": self.face_found, **scores(self)}
@@ -244,13 +247,14 @@ def analyze(
                 smile=face_geometry.smile(lm), mouth_open=face_geometry.mouth_open(lm),
                 eyes_open=face_geometry.eye_aspect_ratio(lm), yaw=yaw, pitch=pitch, roll=roll,
                 identity=identities[i], landmarks=(lm / f.scale).astype(np.float32), face_found=f.found,
+                skin=face_geometry.skin_luminance(f.work, lm),
             ))  # fmt: skip
     return out
 
 
 def scores(attrs: FaceAttributes) -> dict[str, float]:
-    """Flat scores named as the edit directions (``SCORE_NAMES``); gender is P(female)."""
+    """Flat scores named as the edit directions (``SCORE_NAMES``), then skin tone; gender is P(female)."""
     flat = {"age": attrs.age, "gender": attrs.p_female, "smile": attrs.smile, "mouth_open": attrs.mouth_open,
-            "eyes_open": attrs.eyes_open, "yaw": attrs.yaw, "pitch": attrs.pitch}  # fmt: skip
+            "eyes_open": attrs.eyes_open, "yaw": attrs.yaw, "pitch": attrs.pitch, "skin": attrs.skin}  # fmt: skip
     flat.update(attrs.emotions)
-    return {name: float(flat[name]) for name in SCORE_NAMES}
+    return {name: float(flat[name]) for name in MEASURED_NAMES}

@@ -75,6 +75,23 @@ def eye_aspect_ratio(landmarks: np.ndarray) -> float:
     return float(np.mean(ratios))
 
 
+def skin_luminance(image: np.ndarray, landmarks: np.ndarray) -> float:
+    """Skin tone as the median luma (Rec. 601, 0..255) of two cheek discs placed by the landmarks.
+
+    Each disc sits halfway between the jaw line and the side of the nose, radius 0.12 of the
+    eye distance: skin there is rarely covered by hair, beard or shadow.
+    """
+    lm = np.asarray(landmarks, dtype=np.float64)
+    radius = 0.12 * inter_ocular(lm)
+    height, width = image.shape[:2]
+    ys, xs = np.mgrid[0:height, 0:width]
+    luma = np.asarray(image[..., :3], dtype=np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    inside = np.zeros((height, width), bool)
+    for centre in ((lm[2] + lm[31]) / 2, (lm[14] + lm[35]) / 2):
+        inside |= (xs - centre[0]) ** 2 + (ys - centre[1]) ** 2 <= radius**2
+    return float(np.median(luma[inside])) if inside.any() else float("nan")
+
+
 @cache
 def face_model_3d() -> np.ndarray:
     """(68, 3) generic face, in inter-ocular units, camera axes of a frontal face (nose towards -z)."""

@@ -30,6 +30,7 @@ from ..models.generator import Generator
 FORMAT = "face-studio-directions"
 VERSION = "1"
 PUBLISHED_COMPONENTS = 5  # principal components taken from a published file
+ALONE = ".alone"  # suffix of the tensor of a direction's variant fitted on its attribute alone
 
 
 # --------------------------------------------------------------------------- layers
@@ -68,6 +69,15 @@ class Direction:
     scale: float = 1.0  # standard deviation of the model's W along the vector: strength 1 moves this far
     kind: str = "attribute"  # attribute | discovered | published
     info: dict = field(default_factory=dict, compare=False)  # accuracy, layer effects, ... as saved
+    # The direction fitted on the attribute alone (what it drags along included), for edits that
+    # are asked not to keep the rest; its scale is ``info["alone_scale"]``.
+    alone: torch.Tensor | None = field(default=None, compare=False)
+
+    def axis(self, keep_rest: bool = True) -> tuple[torch.Tensor, float]:
+        """(unit vector, scale) of the edit: the direction that keeps the rest, or the one fitted alone."""
+        if keep_rest or self.alone is None:
+            return self.vector, self.scale
+        return self.alone, float(self.info.get("alone_scale", self.scale))
 
 
 def _unit(v: torch.Tensor, where: str) -> torch.Tensor:
@@ -120,8 +130,8 @@ def load_directions(path: str | Path, style_dim: int, n_latent: int) -> dict[str
     for name in sorted(tensors, key=lambda k: (order.index(k) if k in order else len(order), k.endswith("_comp"), k)):
         t = tensors[name]
         where = f"{path.name}: direction {name!r}"
-        if name.endswith(("_mean", "_std")):
-            continue  # statistics that go with a "_comp" tensor
+        if name.endswith(("_mean", "_std", ALONE)):
+            continue  # statistics that go with a "_comp" tensor; variants that go with a direction
         check_width(name, t)
         if name.endswith("_comp"):  # published principal components (GANSpace), strongest first
             prefix = name[: -len("_comp")]
@@ -146,7 +156,9 @@ def load_directions(path: str | Path, style_dim: int, n_latent: int) -> dict[str
             raise UserError(f"{where}: empty layer range {lo}..{hi}")
         info = details.get(name, {})
         kind = info.get("kind", "attribute" if details else "published")
-        out[name] = Direction(name, vector, (lo, hi), float(scales.get(name, math.nan)), kind, info)
+        alone = tensors.get(name + ALONE)
+        alone = _unit(alone, where + " (alone)") if alone is not None else None
+        out[name] = Direction(name, vector, (lo, hi), float(scales.get(name, math.nan)), kind, info, alone)
     return out
 
 
@@ -157,6 +169,7 @@ def save_directions(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {name: d.vector.detach().float().reshape(-1).contiguous().cpu() for name, d in directions.items()}
+    tensors.update({name + ALONE: d.alone.float().contiguous() for name, d in directions.items() if d.alone is not None})
     meta = {
         "format": FORMAT,
         "version": VERSION,

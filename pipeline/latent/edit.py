@@ -48,8 +48,12 @@ def edit_vectors(
     strengths: Mapping[str, float],
     conditioning: Iterable[str] = (),
     layers: Layers | Mapping[str, Layers] | None = None,
+    keep_rest: bool = True,
 ) -> list[tuple[str, torch.Tensor, Layers]]:
-    """(name, step in W, rows) of each non-zero edit: strength x scale x the (conditioned) unit vector."""
+    """(name, step in W, rows) of each non-zero edit: strength x scale x the (conditioned) unit vector.
+
+    ``keep_rest=False`` uses each direction's variant fitted on its attribute alone, where it has one:
+    the edit then drags along what goes with the attribute in the data."""
     conditioning = list(conditioning)
     _check_names(strengths, directions, "edit direction")
     _check_names(conditioning, directions, "direction to condition on")
@@ -65,9 +69,10 @@ def edit_vectors(
         if strength == 0:
             continue
         d = directions[name]
-        keep = [directions[c].vector for c in conditioning if c != name]
+        held = [directions[c].vector for c in conditioning if c != name]
         rows = per_edit.get(name, d.layers) if isinstance(layers, Mapping) or layers is None else layers
-        steps.append((name, strength * d.scale * orthogonalize(d.vector, keep), tuple(rows)))
+        vector, scale = d.axis(keep_rest)
+        steps.append((name, strength * scale * orthogonalize(vector, held), tuple(rows)))
     return steps
 
 
@@ -77,6 +82,7 @@ def apply_edits(
     strengths: Mapping[str, float],
     conditioning: Iterable[str] = (),
     layers: Layers | Mapping[str, Layers] | None = None,
+    keep_rest: bool = True,
 ) -> torch.Tensor:
     """``wplus`` (batch, n_latent, dim) moved by ``strength`` standard deviations along each named direction.
 
@@ -86,7 +92,7 @@ def apply_edits(
     """
     out = wplus.clone()
     n = wplus.shape[1]
-    for _, step, (lo, hi) in edit_vectors(directions, strengths, conditioning, layers):
+    for _, step, (lo, hi) in edit_vectors(directions, strengths, conditioning, layers, keep_rest):
         lo, hi = max(0, int(lo)), min(n, int(hi))
         if lo >= hi:
             raise UserError(f"empty layer range {lo}..{hi} (the model has layers 0..{n - 1})")

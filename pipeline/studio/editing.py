@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from ..faces.paste import paste_back
+from ..faces.photo_render import PhotoEdit, face_view, render_on_photo
 from ..latent.directions import Direction
 from ..latent.edit import apply_edits
 from ..latent.files import Latent
@@ -32,25 +32,41 @@ class EditSteps(Steps):
         conditioning: list[str] | tuple[str, ...] = (),
         layers: tuple[int, int] | None = None,
         paste: bool = False,
+        keep: bool = True,
     ) -> EditResult:
-        """The current face moved along edit directions; optionally pasted into the photo."""
+        """The current face moved along edit directions; optionally pasted into the photo.
+
+        ``keep``: each edit keeps what its direction was fitted to hold (``info["keeps"]``);
+        off, directions that have one use their variant fitted on the attribute alone."""
         model = self.session_model(session)
         if session.latent is None:
             raise UserError("encode a face first (tab 2), or start from a random face")
         if not model.directions:
             raise UserError(model.directions_note or f"model {model.name} has no edit directions yet")
         wplus = apply_edits(session.latent.wplus(model.n_latent).to(model.generator.device), model.directions,
-                            strengths, conditioning, layers)  # fmt: skip
+                            strengths, conditioning, layers, keep)  # fmt: skip
         return self._show(session, model, wplus, paste)
 
-    def paste(self, session: Session, face: np.ndarray | None = None) -> np.ndarray:
-        """``face`` (default: the last edit) blended back into the original photo."""
+    def photo_face(self, session: Session) -> np.ndarray | None:
+        """The photo's face at the photo's own resolution (None when the face came from elsewhere)."""
+        if session.photo is None or session.aligned is None:
+            return None
+        return face_view(session.photo, session.aligned)
+
+    def paste(self, session: Session, face: np.ndarray | None = None, reference: np.ndarray | None = None) -> np.ndarray:
+        """``face`` (default: the last edit) rendered into the original photo at its resolution."""
         face = face if face is not None else session.edited
         if face is None:
             raise UserError("edit the face first")
         if session.photo is None or session.aligned is None:
             raise UserError("paste back needs an uploaded photo: this face did not come from one")
-        return paste_back(session.photo, session.aligned, face)
+        return self.in_photo(session, face, reference).photo
+
+    def in_photo(self, session: Session, face: np.ndarray, reference: np.ndarray | None = None) -> PhotoEdit:
+        """The change from ``reference`` (default: the current code's render) to ``face`` applied to the
+        photo itself, so the result keeps the photo's resolution and detail (see ``faces.photo_render``)."""
+        reference = session.reconstruction if reference is None else reference
+        return render_on_photo(session.photo, session.aligned, reference, face)
 
     def _face(self, session: Session) -> tuple[Model, torch.Tensor]:
         model = self.session_model(session)
@@ -61,13 +77,18 @@ class EditSteps(Steps):
         return model, session.latent.wplus(model.n_latent).to(model.generator.device)
 
     def _show(self, session: Session, model: Model, wplus: torch.Tensor, paste: bool = False,
-              image: np.ndarray | None = None) -> EditResult:  # fmt: skip
-        """The edited face (rendered from ``wplus`` unless given) with its scores, and pasted back if asked."""
+              image: np.ndarray | None = None, reference: np.ndarray | None = None) -> EditResult:  # fmt: skip
+        """The edited face (rendered from ``wplus`` unless given) with its scores; at the photo's
+        resolution when there is a photo, and the whole photo too if asked."""
         image = model.render(wplus, session.latent.noise, session.tuned) if image is None else image
         session.edited = image
         result = EditResult(image, self.scores(session, image))
-        if paste:
-            result.composite = self.paste(session, image)
+        if session.photo is not None and session.aligned is not None:
+            rendered = self.in_photo(session, image, reference)
+            result.face = rendered.face
+            result.composite = rendered.photo if paste else None
+        elif paste:
+            self.paste(session, image)  # says why it cannot
         return result
 
     def mix(
@@ -84,6 +105,14 @@ class EditSteps(Steps):
             raise UserError("encode a face first (tab 2), or start from a random face")
         a = session.latent.wplus(model.n_latent).to(model.generator.device)
         return model.render(mix_codes(a, other.wplus(model.n_latent), amount, groups))
+
+    def mix_in_photo(self, session: Session, mixed: np.ndarray) -> PhotoEdit | None:
+        """A mix rendered into the photo (None without one); the reference is face A rendered the way
+        mixes are, so a mix at 0 gives the photo back."""
+        if session.photo is None or session.aligned is None or session.latent is None:
+            return None
+        model = self.session_model(session)
+        return self.in_photo(session, mixed, model.render(session.latent.wplus(model.n_latent)))
 
     def mix_identity(self, session: Session, other: Latent, mixed: np.ndarray) -> dict[str, float | None]:
         """dlib identity distance of a mix to face A (the current code) and to face B (same person below 0.6);

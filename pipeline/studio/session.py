@@ -116,9 +116,10 @@ class OptimiseProgress:
 
 @dataclass
 class EditResult:
-    image: np.ndarray
+    image: np.ndarray  # the edited face as the model renders it (the model view)
     scores: dict
-    composite: np.ndarray | None = None
+    composite: np.ndarray | None = None  # the whole photo with the edit, when asked for
+    face: np.ndarray | None = None  # the edited face at the photo's resolution, when there is a photo
 
 
 @dataclass

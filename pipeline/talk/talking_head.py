@@ -352,11 +352,12 @@ def animate(
     return Clip(frames, mouth_mask, eye_mask, blinks, changes, time.time() - start)
 
 
-def paste_frames(frames: np.ndarray, photo: np.ndarray, aligned) -> np.ndarray:
-    """Each frame blended back into the original photo (see :func:`pipeline.faces.paste.paste_back`)."""
-    from ..faces.paste import paste_back
+def paste_frames(frames: np.ndarray, photo: np.ndarray, aligned, still: np.ndarray) -> np.ndarray:
+    """Each frame's change from the ``still`` applied to the photo itself, at its resolution
+    (see :func:`pipeline.faces.photo_render.render_on_photo`)."""
+    from ..faces.photo_render import render_on_photo
 
-    return np.stack([paste_back(photo, aligned, frame) for frame in frames])
+    return np.stack([render_on_photo(photo, aligned, still, frame).photo for frame in frames])
 
 
 def strip(
@@ -463,7 +464,7 @@ def talk_video(
     frames = clip.frames
     if paste is not None:
         t0 = time.time()
-        frames = paste_frames(frames, *paste)
+        frames = paste_frames(frames, *paste, head.still)
         timings["paste"] = time.time() - t0
     t0 = time.time()
     tag = f"{model_name}+atnet-{track.method}" if model_name else f"atnet-{track.method}"

@@ -284,6 +284,35 @@ def real_route(G: Generator, encoder, data_dir: Path, files: list[str], search: 
     }
 
 
+def discovered_directions(G: Generator, w: torch.Tensor, sample: torch.Tensor, spread: dict[str, float],
+                          log: Log = _stderr) -> dict[str, Direction]:  # fmt: skip
+    """SeFa's components, each named after the attribute it moves most (in standard deviations of
+    ``spread``) and pointed the way that attribute grows; ``sample`` are the W codes probed."""
+    directions: dict[str, Direction] = {}
+    components, eigenvalues = sefa_components(G, w=w)
+    for i, (vector, value) in enumerate(zip(components, eigenvalues)):
+        scale = float((w @ vector).std())
+        base = sample.unsqueeze(1).repeat(1, G.n_latent, 1)
+        step = LAYER_PROBE * scale * vector
+        moved = render_and_score(G, torch.cat([base + step, base - step]))
+        change = {k: float((v[: len(sample)] - v[len(sample) :]).mean() / (2 * LAYER_PROBE)) for k, v in moved.items()}
+        standardised = {k: change[k] / spread[k] if spread.get(k, 0) > 0 else 0.0 for k in change}
+        top = sorted(standardised, key=lambda k: -abs(standardised[k]))[:3]
+        if standardised[top[0]] < 0:  # point it the way its main attribute grows
+            vector, change, standardised = (
+                -vector,
+                {k: -v for k, v in change.items()},
+                {k: -v for k, v in standardised.items()},
+            )
+        name = f"sefa{i}_{top[0]}"
+        info = {"component": i, "eigenvalue": round(float(value), 4),
+                "moves": {k: round(standardised[k], 3) for k in top},
+                "change_per_sd": {k: round(change[k], 4) for k in top}}  # fmt: skip
+        directions[name] = Direction(name, vector.clone(), (0, G.n_latent), scale, "discovered", info)
+        log(f"{name}: moves {info['moves']} (attribute standard deviations per standard deviation)")
+    return directions
+
+
 def find_directions(G: Generator, search: Search | None = None, encoder=None, data_dir: Path | None = None,
                     train_files: list[str] | None = None, log: Log = _stderr) -> tuple[dict[str, Direction], dict]:  # fmt: skip
     """Directions for every attribute with a usable fit, then the discovered ones; and the report."""
@@ -330,28 +359,7 @@ def find_directions(G: Generator, search: Search | None = None, encoder=None, da
         directions[name] = Direction(name, vector, choose_layers(effects, spans, G.n_latent), scale, "attribute", info)
     lap("layers")
 
-    components, eigenvalues = sefa_components(G, w=w)
-    sample = probe[: search.n_discovered]
-    for i, (vector, value) in enumerate(zip(components, eigenvalues)):
-        scale = float((w @ vector).std())
-        base = sample.unsqueeze(1).repeat(1, G.n_latent, 1)
-        step = LAYER_PROBE * scale * vector
-        moved = render_and_score(G, torch.cat([base + step, base - step]))
-        change = {k: float((v[: len(sample)] - v[len(sample) :]).mean() / (2 * LAYER_PROBE)) for k, v in moved.items()}
-        standardised = {k: change[k] / spread[k] if spread[k] > 0 else 0.0 for k in change}
-        top = sorted(standardised, key=lambda k: -abs(standardised[k]))[:3]
-        if standardised[top[0]] < 0:  # point it the way its main attribute grows
-            vector, change, standardised = (
-                -vector,
-                {k: -v for k, v in change.items()},
-                {k: -v for k, v in standardised.items()},
-            )
-        name = f"sefa{i}_{top[0]}"
-        info = {"component": i, "eigenvalue": round(float(value), 4),
-                "moves": {k: round(standardised[k], 3) for k in top},
-                "change_per_sd": {k: round(change[k], 4) for k in top}}  # fmt: skip
-        directions[name] = Direction(name, vector.clone(), (0, G.n_latent), scale, "discovered", info)
-        log(f"{name}: moves {info['moves']} (attribute standard deviations per standard deviation)")
+    directions.update(discovered_directions(G, w, probe[: search.n_discovered], spread, log))
     lap("discovered")
 
     report = {

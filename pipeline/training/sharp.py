@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..models.encoder import EncoderConfig
@@ -133,12 +133,24 @@ class SharpTrainer(Trainer):
 
     # ---- growing from a smaller compact state
 
+    def save_compact(self, path: Path) -> None:
+        """As :class:`Trainer`'s, plus the edit directions the critic's edited codes move along."""
+        super().save_compact(path)
+        if len(self.directions):
+            tensors = load_file(str(path))
+            with safe_open(str(path), "pt") as f:
+                meta = f.metadata()
+            save_file({**tensors, "directions": self.directions.contiguous()}, str(path), metadata=meta)
+
     def load_compact(self, path: Path) -> None:
         with safe_open(str(path), "pt") as f:
             meta = f.metadata()
+            stored = f.get_tensor("directions") if "directions" in f.keys() else None
         old_config = GeneratorConfig.from_dict(json.loads(meta["config"]))
         if old_config.resolution == self.config.resolution:
             super().load_compact(path)
+            if stored is not None:
+                self.directions = stored.float()
             return
         tensors = load_file(str(path))
         for name, net in (("G", self.G), ("G_ema", self.G_ema), ("E", self.E), ("E_ema", self.E_ema)):
@@ -150,7 +162,8 @@ class SharpTrainer(Trainer):
         self.state = TrainState(**{**state, "grown_at": state["images_seen"]})
         directions = path.parent / DIRECTIONS_FILE
         if directions.exists():
-            self.directions = torch.stack([v.float() for v in load_file(str(directions)).values() if v.ndim == 1])
+            found = [v.float() for k, v in load_file(str(directions)).items() if v.ndim == 1 and "." not in k]
+            self.directions = torch.stack(found)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         torch.save(self.directions, self.run_dir / "directions.pt")
 

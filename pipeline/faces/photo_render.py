@@ -1,0 +1,160 @@
+"""Edits rendered at the photo's resolution, with the photo's own detail.
+
+The generator draws its faces at a low resolution; the photo is sharper. So the edit is
+carried over as *change*, not as pixels (in the spirit of HFGI's distortion-aware editing):
+
+1. the motion between the generator's reconstruction ``G(w)`` and its edit ``G(w')``, a
+   dense optical flow (DIS) computed on the renders upsampled to a working size;
+2. the photo's own pixels moved by that flow, looked up directly in the photo (one
+   resampling, so a zero edit gives the photo back bit for bit);
+3. the generator's change of colour and shading that the motion does not explain, at low
+   frequency only, so it never brings the generator's blur;
+4. where the edit draws something new (teeth in a new smile, an opened mouth), the
+   generator's own pixels, colour-corrected to the photo: there is no photo detail to keep;
+5. all of it blended into the photo by the face mask, widened to wherever the edit acts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from .align import AlignedFace, apply, warp_affine
+from .paste import paste_mask
+
+FLOW_SIZE = 256  # working size of the flow: the generator's renders are upsampled to it
+FLOW_SMOOTH = 1.5  # sigma of the flow's smoothing, in generator pixels
+UNRELIABLE = (0.5, 1.5)  # forward-backward flow mismatch (generator px) where the photo is not moved
+LOW_BAND = 0.6  # generator pixels: appearance change blurred by this sigma (below: detail)
+NEW_CONTENT = (0.10, 0.22)  # residual detail (0..1 range) where the generator's pixels take over
+COLOUR_BAND = 3.0  # generator pixels: sigma of the photo-vs-render colour correction
+ACTS = (1.5 / 255, 6 / 255)  # appearance change that marks where the edit acts
+MOVES = (0.15, 0.6)  # motion (flow px at FLOW_SIZE) that marks where the edit acts
+MAX_FACE = 1024  # the photo-resolution face view is capped at this size
+
+
+@dataclass
+class PhotoEdit:
+    """The edited photo and what went into it (for views and benchmarks)."""
+
+    photo: np.ndarray  # the whole photo, edited
+    face: np.ndarray  # the aligned face cut from the edited photo, at the photo's resolution
+    flow: np.ndarray  # (FLOW_SIZE, FLOW_SIZE, 2) motion from edit to reconstruction
+
+
+def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    t = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+    return t * t * (3 - 2 * t)
+
+
+def _resize(image: np.ndarray, size: int) -> np.ndarray:
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_CUBIC)
+
+
+def _flow(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Flow f with ``source(x) ~ target(x + f(x))`` (float32 images in [0, 1], same size)."""
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    a = np.clip(cv2.cvtColor(source, cv2.COLOR_RGB2GRAY) * 255, 0, 255).astype(np.uint8)
+    b = np.clip(cv2.cvtColor(target, cv2.COLOR_RGB2GRAY) * 255, 0, 255).astype(np.uint8)
+    return dis.calc(a, b, None)
+
+
+def face_size_in_photo(aligned: AlignedFace) -> int:
+    """Side of the aligned square at the photo's own scale (one photo pixel per pixel)."""
+    m = aligned.matrix_for(aligned.size, aligned.size)
+    scale = float(np.sqrt(abs(np.linalg.det(m[:2, :2]))))
+    return int(np.clip(round(aligned.size * scale), aligned.size, MAX_FACE))
+
+
+def _sample(image: np.ndarray, xs: np.ndarray, ys: np.ndarray, border: int = cv2.BORDER_REPLICATE,
+            interpolation: int = cv2.INTER_CUBIC) -> np.ndarray:  # fmt: skip
+    return cv2.remap(image, xs.astype(np.float32), ys.astype(np.float32), interpolation, borderMode=border)
+
+
+def render_on_photo(
+    photo: np.ndarray, aligned: AlignedFace, reconstruction: np.ndarray, edited: np.ndarray
+) -> PhotoEdit:
+    """``photo`` with the change from ``reconstruction`` to ``edited`` (generator renders) applied."""
+    size = FLOW_SIZE
+    rec = _resize(reconstruction.astype(np.float32) / 255, size)
+    edit = _resize(edited.astype(np.float32) / 255, size)
+    zero = np.array_equal(reconstruction, edited)
+    scale = size / reconstruction.shape[0]
+    grid = np.mgrid[0:size, 0:size][::-1].astype(np.float32)  # (2, H, W): x, y
+    smooth = lambda f: ndimage.gaussian_filter(f, (FLOW_SMOOTH * scale, FLOW_SMOOTH * scale, 0))  # noqa: E731
+    if zero:
+        flow = np.zeros((size, size, 2), np.float32)
+        mismatch = np.zeros((size, size), np.float32)
+    else:
+        # The renders hold no motion finer than a generator pixel; where the flow there and
+        # back disagree, it is appearance (new teeth, a shadow) rather than motion.
+        flow, back = smooth(_flow(edit, rec)), smooth(_flow(rec, edit))
+        back_at = cv2.remap(back, grid[0] + flow[..., 0], grid[1] + flow[..., 1], cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+        mismatch = np.linalg.norm(flow + back_at, axis=2) / scale
+    rec_moved = cv2.remap(rec, grid[0] + flow[..., 0], grid[1] + flow[..., 1], cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+    residual = edit - rec_moved
+    low = ndimage.gaussian_filter(residual, (LOW_BAND * scale, LOW_BAND * scale, 0))
+    detail = np.abs(residual - low).max(2)
+    new = np.maximum(_smoothstep(ndimage.gaussian_filter(detail, scale), *NEW_CONTENT),
+                     _smoothstep(ndimage.gaussian_filter(mismatch, scale), *UNRELIABLE))  # fmt: skip
+    motion = np.linalg.norm(flow, axis=2)
+    acts = np.maximum(_smoothstep(np.abs(low).max(2), *ACTS), _smoothstep(motion, *MOVES))
+    acts = ndimage.gaussian_filter(ndimage.maximum_filter(acts, int(2 * scale) | 1), 2 * scale)
+
+    # Photo pixels of the face's box, and where each sits in the flow's frame.
+    height, width = photo.shape[:2]
+    to_photo = aligned.matrix_for(size, size)
+    corners = apply(
+        to_photo, np.array([[-0.5, -0.5], [size - 0.5, -0.5], [size - 0.5, size - 0.5], [-0.5, size - 0.5]])
+    )
+    x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int) - 2, 0)
+    x1, y1 = np.minimum(np.ceil(corners.max(0)).astype(int) + 3, (width, height))
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+    q = apply(np.linalg.inv(to_photo), np.stack([xs.ravel(), ys.ravel()], 1)).reshape(*xs.shape, 2).astype(np.float32)
+    inside = (q[..., 0] >= -0.5) & (q[..., 0] <= size - 0.5) & (q[..., 1] >= -0.5) & (q[..., 1] <= size - 0.5)
+    f = _sample(flow, q[..., 0], q[..., 1], cv2.BORDER_CONSTANT) * inside[..., None]
+    source = apply(to_photo, (q + f).reshape(-1, 2)).reshape(*xs.shape, 2)
+    photo_f = photo.astype(np.float32) / 255
+    box = photo_f[y0:y1, x0:x1]
+    moved = _sample(photo_f, source[..., 0], source[..., 1], interpolation=cv2.INTER_LANCZOS4) if not zero else box
+    at = lambda img: _sample(img, q[..., 0], q[..., 1])  # noqa: E731
+    out = moved + at(low)
+    # Where the generator draws new content, its own pixels, with the photo's colours.
+    photo_aligned = _resize_photo_to_frame(photo_f, to_photo, size)
+    correction = ndimage.gaussian_filter(photo_aligned - rec, (COLOUR_BAND * scale, COLOUR_BAND * scale, 0))
+    new_b = at(new)[..., None]
+    out = out * (1 - new_b) + at(np.clip(edit + correction, 0, 1)) * new_b
+
+    face = paste_mask((height, width), aligned, (size, size))[y0:y1, x0:x1]
+    m = np.maximum(face, at(acts) * _cover(q, size))[..., None]
+    result = photo.copy()
+    blended = box * (1 - m) + np.clip(out, 0, 1) * m
+    changed = m[..., 0] > 0
+    region = result[y0:y1, x0:x1]
+    region[changed] = np.clip(blended[changed] * 255 + 0.5, 0, 255).astype(np.uint8)
+    return PhotoEdit(result, face_view(result, aligned), flow)
+
+
+def _cover(q: np.ndarray, size: int) -> np.ndarray:
+    """1 well inside the aligned square, falling to 0 at its border (no seam where it ends)."""
+    margin = 0.06 * size
+    d = np.minimum(np.minimum(q[..., 0], size - 1 - q[..., 0]), np.minimum(q[..., 1], size - 1 - q[..., 1]))
+    return _smoothstep(d, 0, margin)
+
+
+def _resize_photo_to_frame(photo_f: np.ndarray, to_photo: np.ndarray, size: int) -> np.ndarray:
+    """The photo seen in the flow's frame (antialiased: it is only used at low frequency)."""
+    return (
+        warp_affine((photo_f * 255 + 0.5).astype(np.uint8), to_photo, (size, size), "reflect").astype(np.float32) / 255
+    )
+
+
+def face_view(photo: np.ndarray, aligned: AlignedFace) -> np.ndarray:
+    """The aligned face cut from ``photo`` at the photo's own resolution."""
+    side = face_size_in_photo(aligned)
+    return warp_affine(photo, aligned.matrix_for(side, side), (side, side), "reflect")

@@ -1,0 +1,116 @@
+"""Edits rendered at the photo's resolution keep the photo's own pixels and detail."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.bench.photo import png_bytes as _png
+from pipeline.bench.photo import psnr_db, sharpness
+from pipeline.faces.paste import paste_back, paste_mask
+from pipeline.faces.photo_render import face_size_in_photo, face_view, render_on_photo
+from pipeline.studio import Studio
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def studio(one_thread):
+    return Studio()
+
+
+@pytest.fixture(scope="module")
+def astronaut(studio):
+    session = studio.new_session()
+    studio.open_photo(session, DATA / "faces" / "astronaut.png")
+    studio.align(session, 0)
+    studio.encode(session)
+    return session
+
+
+def test_a_zero_edit_gives_the_photo_back(astronaut):
+    s = astronaut
+    result = render_on_photo(s.photo, s.aligned, s.reconstruction, s.reconstruction)
+    assert np.array_equal(result.photo, s.photo)
+    assert result.face.shape[0] == face_size_in_photo(s.aligned) > s.reconstruction.shape[0]
+
+
+def test_an_edit_keeps_the_photo_sharp_and_changes_only_the_face(studio, astronaut):
+    s = astronaut
+    edited = studio.edit(s, {"smile": 2.0}).image
+    result = render_on_photo(s.photo, s.aligned, s.reconstruction, edited)
+    mask = paste_mask(s.photo.shape[:2], s.aligned) > 0.5
+    plain = paste_back(s.photo, s.aligned, edited)
+    ratio = sharpness(result.photo, mask) / sharpness(s.photo, mask)
+    assert ratio > 0.8  # the plain paste-back of the 64-px face keeps far less
+    assert ratio > 2 * sharpness(plain, mask) / sharpness(s.photo, mask)
+    assert psnr_db(result.photo, s.photo) < 60  # something did change ...
+    changed = np.any(result.photo != s.photo, axis=2)
+    ys, xs = np.nonzero(changed)
+    face = s.aligned.face.box  # ... and only around the face
+    width = face[2] - face[0]
+    assert xs.min() > face[0] - width and xs.max() < face[2] + width
+    assert ys.max() < s.photo.shape[0]
+    # The smile is there at the photo's resolution: the mouth region differs most.
+    diff = np.abs(result.face.astype(int) - face_view(s.photo, s.aligned).astype(int)).sum(2)
+    side = diff.shape[0]
+    lower, upper = diff[side // 2 :].mean(), diff[: side // 3].mean()
+    assert lower > upper
+
+
+def test_a_face_smaller_than_the_model_still_renders(studio):
+    photo = np.asarray(Image.open(DATA / "faces" / "astronaut.png").convert("RGB").resize((128, 128)))
+    session = studio.new_session()
+    studio.open_photo(session, _png(photo))
+    studio.align(session, 0)
+    studio.encode(session)
+    edited = studio.edit(session, {"age": 2.0}).image
+    result = render_on_photo(session.photo, session.aligned, session.reconstruction, edited)
+    assert result.photo.shape == photo.shape
+    assert result.face.shape[0] == session.reconstruction.shape[0]  # the model's resolution, not less
+
+
+def test_a_face_at_the_border_pastes_back_without_artefacts(studio, astronaut):
+    # Cut the photo so the face touches its left edge.
+    s = astronaut
+    x0 = int(s.aligned.face.box[0] + 0.3 * (s.aligned.face.box[2] - s.aligned.face.box[0]))
+    photo = np.ascontiguousarray(s.photo[:, x0:])
+    session = studio.new_session()
+    studio.open_photo(session, _png(photo))
+    studio.align(session, 0)
+    studio.encode(session)
+    zero = render_on_photo(session.photo, session.aligned, session.reconstruction, session.reconstruction)
+    assert np.array_equal(zero.photo, photo)
+    edited = studio.edit(session, {"smile": 1.5}).image
+    result = render_on_photo(session.photo, session.aligned, session.reconstruction, edited)
+    assert result.photo.shape == photo.shape
+    # No seam on the border column: it changes no more than the column next to it.
+    edge = np.abs(result.photo[:, 0].astype(int) - photo[:, 0]).mean()
+    inner = np.abs(result.photo[:, 3].astype(int) - photo[:, 3]).mean()
+    assert edge <= inner + 2
+
+
+
+
+def test_bench_photo_command(tmp_path, capsys, one_thread):
+    from pipeline import cli
+
+    photo = DATA / "utkface_mini" / "25_0_3_20170107213404617.jpg.chip.jpg"
+    out = tmp_path / "photo.json"
+    assert cli.main(["bench", "photo", str(photo), "--steps", "0", "--n-young", "0", "--out", str(out)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    result = json.loads(out.read_text())
+    assert shown["summary"] == result["summary"] and result["photos"] == 1
+    assert result["summary"]["zero"]["psnr_db"] == 100  # the zero edit gives the photo back
+    assert result["summary"]["smile+2"]["sharpness"] > result["summary"]["smile+2"]["sharpness_plain_paste"]
+    assert {"zero_psnr_db", "sharpness", "kept_share", "lpips_to_generator", "edit_s_at_256"} <= set(result["goals"])
+    assert result["speed"]["face_px"] >= 256
+
+
+def test_bench_photo_says_what_is_missing(tmp_path, capsys):
+    from pipeline import cli
+
+    assert cli.main(["bench", "photo", str(tmp_path / "nowhere.jpg"), "--out", str(tmp_path / "p.json")]) == 2
+    assert "photo not found" in capsys.readouterr().err
