@@ -8,7 +8,7 @@ from pipeline.models.checkpoints import load_native
 from pipeline.models.encoder import load_encoder
 from pipeline.models.generator import GeneratorConfig
 from pipeline.training.data import heldout_split, list_images
-from pipeline.training.generator_train import RECIPES, Trainer, export, recipe_with, train
+from pipeline.training.generator_train import RECIPES, Trainer, export, grown_config, recipe_with, train
 
 DATA = Path(__file__).parent / "data" / "utkface_mini"
 TINY = GeneratorConfig(resolution=32, style_dim=32, n_mlp=2, channels={4: 32, 8: 32, 16: 16, 32: 16})
@@ -43,7 +43,7 @@ def trainer_batch(trainer: Trainer) -> torch.Tensor:
 
 
 def test_compact_state_resumes_and_export_loads(tmp_path):
-    recipe = recipe_with("ae", resolution=TINY.resolution)  # the recipes grow faces to 64 px by default
+    recipe = recipe_with("ae")
     trainer = train(DATA, recipe, tmp_path / "run", config=TINY, max_images=32, heldout_count=4, log=lambda m: None)
     compact = tmp_path / "train_state.safetensors"
     trainer.save_compact(compact)
@@ -104,3 +104,36 @@ def test_model_card_records_recipe_numbers_and_limits(tmp_path):
     assert "50% of each batch decoded from W alone" in card and "2 faces held out" in card
     assert "less varied than real faces" in card and "age 22 ± 9 vs 35 ± 18 years" in card
     assert '"ae, 50.4k images"' in card
+
+
+def test_sharp_recipe_grows_the_model_and_trains_it_against_a_patch_critic(tmp_path):
+    import torch.nn.functional as F
+
+    from pipeline.training.sharp import SharpTrainer, diff_augment
+
+    small = train(DATA, recipe_with("ae", batch=4), tmp_path / "small", config=TINY, max_images=8, heldout_count=4,
+                  log=lambda m: None)  # fmt: skip
+    compact = tmp_path / "small.safetensors"
+    small.save_compact(compact)
+    recipe = recipe_with("sharp-128", batch=4, freeze_images=8, adversarial_after=8, manifold_codes=3)
+    recipe = RECIPES["sharp-128"].__class__(**{**recipe.__dict__, "resolution": 64})
+    # Growing keeps what the small model draws: the new block starts as the upsampled old image.
+    grown = SharpTrainer(recipe, grown_config(TINY, 64), tmp_path / "probe")
+    grown.load_compact(compact)
+    assert grown.state.grown_at == small.state.images_seen
+    w = torch.randn(2, TINY.style_dim)
+    with torch.no_grad():
+        before = small.G_ema.synthesis(w.unsqueeze(1).repeat(1, TINY.n_latent, 1), randomize_noise=False)
+        after = grown.G_ema.synthesis(w.unsqueeze(1).repeat(1, grown.config.n_latent, 1), randomize_noise=False)
+    assert after.shape[-1] == 64 and (F.avg_pool2d(after, 2) - before).abs().mean() < 0.05 * before.abs().mean()
+
+    trainer = train(DATA, recipe, tmp_path / "run", config=TINY, max_images=small.state.images_seen + 24, heldout_count=4,
+                    compact_state=compact, trainer_class=SharpTrainer, log=lambda m: None)  # fmt: skip
+    logs = trainer.step(trainer_batch(trainer)[:4])
+    assert {"g_adv", "adv_weight", "d"} <= set(logs) and logs["frozen"] == 0.0
+    assert trainer.config.resolution == 64 and diff_augment(torch.zeros(2, 3, 64, 64)).shape == (2, 3, 64, 64)
+    # The compact state resumes at the grown resolution.
+    trainer.save_compact(tmp_path / "grown.safetensors")
+    again = SharpTrainer(recipe, trainer.config, tmp_path / "again")
+    again.load_compact(tmp_path / "grown.safetensors")
+    assert again.state.images_seen == trainer.state.images_seen and again.state.grown_at == small.state.images_seen

@@ -8,7 +8,6 @@ from pathlib import Path
 
 
 def register(sub, groups) -> None:
-    register_bench_photo(groups)
     p = sub.add_parser("align", help="find faces and crop one the way a model expects (also writes the transform)")
     p.add_argument("image", type=Path, help="photo (JPEG, PNG, WebP, BMP, TIFF, GIF)")
     p.add_argument(
@@ -132,57 +131,4 @@ def run_bench(args: argparse.Namespace) -> int:
     result = evaluate(args.data, files, args.template, args.size, log=lambda m: print(m, file=sys.stderr))
     result["files"] = f"{len(files)} held-out images of {args.data.name}"
     print(json.dumps(result, indent=None if args.json else 2))
-    return 0
-
-
-# --------------------------------------------------------------------------- bench photo
-
-
-def register_bench_photo(groups) -> None:
-    p = groups["bench"].add_parser(
-        "photo", help="edits at the photo's resolution: zero-edit PSNR, sharpness, edit kept, ghosting, speed (JSON)"
-    )
-    p.add_argument("photos", type=Path, nargs="*", help="photos (default: held-out UTKFace photos from --data)")
-    p.add_argument("--data", type=Path, default=Path("../shared/data/utkface"), help="UTKFace folder for the held-out photos")
-    p.add_argument("--n", type=int, default=12, help="held-out photos when none are given")
-    p.add_argument("--n-young", type=int, default=8, help="held-out photos aged 20-30 made 60 (edit to target; 0: none)")
-    p.add_argument("--steps", type=int, default=100, help="optimisation steps of each inversion")
-    p.add_argument("--model", default=None, help="registry model (default: the default model)")
-    p.add_argument("--out", type=Path, default=Path("bench/photo.json"), help="the JSON is also written here")
-    p.add_argument("--threads", type=int, default=None)
-    p.set_defaults(func=run_bench_photo)
-
-
-def run_bench_photo(args: argparse.Namespace) -> int:
-    import json
-    import sys
-
-    from ..bench.photo import bench_photo
-    from ..errors import UserError
-    from ..studio import Studio
-    from ..studio.models import default_model, weights_dir
-    from .invert import evenly_spaced, heldout_and_train_files, set_threads
-
-    set_threads(args.threads)
-    photos = list(args.photos)
-    if not photos:
-        if not args.data.is_dir():
-            raise UserError(f"give photos, or a UTKFace folder with --data (not found: {args.data})")
-        _, held = heldout_and_train_files(args.data, weights_dir(args.model or default_model()))
-        photos = [args.data / f for f in evenly_spaced(held, args.n)]
-        ages = {f: f.split("_")[0] for f in held}
-        young = [args.data / f for f in evenly_spaced([f for f in held if ages[f].isdigit() and 20 <= int(ages[f]) <= 30], args.n_young)]
-    else:
-        young = []
-    missing = [str(p) for p in photos if not p.is_file()]
-    if missing:
-        raise UserError(f"photo not found: {missing[0]}")
-    result = bench_photo(Studio(args.model), photos, args.steps, log=lambda s: print(s, file=sys.stderr),
-                         young=young if args.n_young else [])  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    shown = {k: result[k] for k in ("photos", "summary", "speed", "goals")}
-    if "age_60" in result:
-        shown["age_60"] = {k: v for k, v in result["age_60"].items() if k != "per_photo"}
-    print(json.dumps(shown, indent=2))
     return 0

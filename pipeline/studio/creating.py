@@ -30,8 +30,14 @@ class CreateSteps(Steps):
         from ..latent.target_edit import edit_to_target
 
         model, wplus = self._face(session)
+        measure = analyze_faces
+        if session.photo is not None and session.aligned is not None:
+            # Read what the user will see: each candidate at the photo's resolution.
+            def measure(images):
+                return analyze_faces([self.in_photo(session, image).face for image in images])
+
         result = edit_to_target(session.tuned or model.generator, wplus, model.directions, name, float(value), tolerance,
-                                identity_limit, noise=session.latent.noise, measure=analyze_faces)  # fmt: skip
+                                identity_limit, noise=session.latent.noise, measure=measure)  # fmt: skip
         return result, self._show(session, model, result.wplus, paste)
 
     def localized_edit(self, session: Session, strengths: dict[str, float], region: str,

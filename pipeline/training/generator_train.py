@@ -52,7 +52,7 @@ class Recipe:
     lr: float = 0.001
     d_lr: float = 0.0002  # a slower critic: pretrained features make it strong early
     batch: int = 16
-    resolution: int = 64  # a larger one grows the shipped model (see :mod:`.sharp`)
+    resolution: int | None = None  # None: the config's; a larger one grows the model (see :mod:`.sharp`)
     critic: str = "features"  # "features": frozen SqueezeNet taps; "patch": PatchGAN on pixels, hinge
     manifold_codes: int = 0  # decodes per step of codes with no reconstruction target (critic only)
     freeze_images: int = 0  # after growing, images for which only the new blocks train
@@ -275,20 +275,26 @@ class Trainer:
 
     # ---- one step
 
-    def step(self, real: torch.Tensor) -> dict[str, float]:
-        r, G, E, D = self.recipe, self.G, self.E, self.D
-        n_latent = self.config.n_latent
-        gan_on = D is not None and self.state.images_seen >= r.adversarial_after
-        logs: dict[str, float] = {}
-
-        w, offsets = E(real)
+    def reconstruct(self, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(w, offsets, decoded face) of a batch: the encoder's code, updating the W prior, with latent
+        noise, and decoded from W alone for the recipe's share of the batch."""
+        r = self.recipe
+        w, offsets = self.E(real)
         self.prior.update(w)
         scale = self.prior.cov.diagonal().mean().sqrt().item()
         w_in = w + r.latent_noise * scale * torch.randn_like(w)
         used = offsets
         if r.offset_dropout:
             used = offsets * (torch.rand(offsets.shape[0], 1, 1) >= r.offset_dropout).to(offsets)
-        fake = G.synthesis(w_in.unsqueeze(1) + used)
+        return w, offsets, self.G.synthesis(w_in.unsqueeze(1) + used)
+
+    def step(self, real: torch.Tensor) -> dict[str, float]:
+        r, G, D = self.recipe, self.G, self.D
+        n_latent = self.config.n_latent
+        gan_on = D is not None and self.state.images_seen >= r.adversarial_after
+        logs: dict[str, float] = {}
+
+        w, offsets, fake = self.reconstruct(real)
         P = self.perceptual
         with torch.no_grad():
             feats_real = P.raw_features(real)
@@ -365,7 +371,7 @@ def train(
     trainer_class: type[Trainer] = Trainer,
     log=print,
 ) -> Trainer:
-    if recipe.resolution != config.resolution:
+    if recipe.resolution and recipe.resolution != config.resolution:
         config = grown_config(config, recipe.resolution)
     if threads:
         torch.set_num_threads(threads)

@@ -215,20 +215,13 @@ class SharpTrainer(Trainer):
         return (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(0, 1e4).item()
 
     def step(self, real: torch.Tensor) -> dict[str, float]:
-        r, G, E, D, P = self.recipe, self.G, self.E, self.D, self.perceptual
+        r, G, D, P = self.recipe, self.G, self.D, self.perceptual
         frozen = self.set_stage()
         since_growth = self.state.images_seen - self.state.grown_at
         gan_on = since_growth >= r.adversarial_after
         logs: dict[str, float] = {"frozen": float(frozen)}
 
-        w, offsets = E(real)
-        self.prior.update(w)
-        scale = self.prior.cov.diagonal().mean().sqrt().item()
-        w_in = w + r.latent_noise * scale * torch.randn_like(w)
-        used = offsets
-        if r.offset_dropout:
-            used = offsets * (torch.rand(offsets.shape[0], 1, 1) >= r.offset_dropout).to(offsets)
-        fake = G.synthesis(w_in.unsqueeze(1) + used)
+        w, offsets, fake = self.reconstruct(real)
         with torch.no_grad():
             feats_real = P.raw_features(real)
         l1 = (fake - real).abs().mean()
