@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from .distributed import add_engine_args, check_engine_args
 from .invert import (
     add_model_args,
     directions_path,
@@ -32,6 +33,7 @@ def register(sub, groups) -> None:
     p.add_argument("--n-real", type=int, default=None, help="photos encoded for the real-photo route (default: 3000)")
     p.add_argument("--out", type=Path, default=None, help="directions file (default: the model's, from the registry)")
     p.add_argument("--threads", type=int, default=None)
+    add_engine_args(p)
     p.set_defaults(func=run_directions)
 
     p = sub.add_parser("edit", help="move a latent code along edit directions and render it")
@@ -96,6 +98,7 @@ def run_directions(args: argparse.Namespace) -> int:
     if args.n_real is not None:
         search.n_real = args.n_real
     search.seed = args.seed
+    check_engine_args(args)
     set_threads(args.threads)
     m = load_model(args.model, args.weights)
     out = directions_path(m, args.out)
@@ -106,13 +109,21 @@ def run_directions(args: argparse.Namespace) -> int:
         print("real-photo route skipped: " + ("the model has no encoder" if m.encoder is None else f"{args.data} not found"),
               file=sys.stderr)  # fmt: skip
     started = time.monotonic()
-    directions, report = find_directions(m.generator, search, m.encoder, args.data, train_files)
+    if args.engine == "ray":  # sampling and labelling on Ray workers; the fits stay here
+        from ..create.ray_engine import ray_cluster
+        from .distributed import ray_labeller
+
+        with ray_cluster(args.ray_address):
+            directions, report = find_directions(m.generator, search, m.encoder, args.data, train_files,
+                                                 label=ray_labeller(args, search.batch))  # fmt: skip
+    else:
+        directions, report = find_directions(m.generator, search, m.encoder, args.data, train_files)
     report["model"] = m.name
     save_directions(out, directions, m.name, report)
     summary = {
         "directions": str(out), "model": m.name, "n": search.n, "seconds": round(time.monotonic() - started, 1),
         "shipped": {k: {"kind": d.kind, "layers": list(d.layers), "accuracy": d.info.get("accuracy")} for k, d in directions.items()},
-        "fits": report["fits"], "real_route": report.get("real_route"),
+        "fits": report["fits"], "real_route": report.get("real_route"), "engine": args.engine,
     }  # fmt: skip
     print(json.dumps(summary, indent=2))
     return 0
