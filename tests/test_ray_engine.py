@@ -81,6 +81,10 @@ def test_cli_batch_engine_ray(cluster, photos, tmp_path, capsys):
     assert code == 0 and result["failed"].keys() >= {"broken.jpg"} and result["engine"] == "ray"
     assert sum(result["counts"].values()) == 4
     assert cli.main(["batch", str(photos), "--edit", "age=+1", "--engine", "ray", "--workers", "0", "-o", str(out)]) == 2
+    assert cli.main(["batch", str(photos), "--edit", "age=+1", "--ray-address", "x:1", "-o", str(out)]) == 2
+    code = cli.main(["augment", "seed:3", "--n", "3", "--engine", "ray", "--workers", "1", "-o", str(tmp_path / "a.zip")])
+    augmented = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and augmented["variants"] == 3
 
 
 def test_labelling_and_augment_variants_on_ray_match_the_in_process_ones(cluster):

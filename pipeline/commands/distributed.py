@@ -38,7 +38,7 @@ def register(sub, groups) -> None:
     add_model_args(p)
     p.add_argument("--directions", type=Path, default=None)
     p.add_argument("--photos", type=Path, default=Path("tests/data/utkface_mini"), help="folder of photos")
-    p.add_argument("--n", type=int, default=8, help="photos used from the folder (default 8)")
+    p.add_argument("--n", type=int, default=16, help="photos used from the folder (default 16)")
     p.add_argument("--edit", default="age=+1", metavar="NAME=STRENGTH", help="the edit made (default age=+1)")
     p.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: a local one)")
     p.add_argument("--out", type=Path, default=Path("bench/batch.json"), help="the JSON is also written here")

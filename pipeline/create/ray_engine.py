@@ -77,6 +77,12 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
+def _light(workers: int) -> dict:
+    """Reading and writing: tasks that hold no CPU of their own (the actors hold them all) but are
+    capped, so that Ray does not start a worker process per photo to run them."""
+    return {"compute": _ray().data.TaskPoolStrategy(size=max(1, workers)), "num_cpus": 0, "batch_size": 1}
+
+
 def _actors(workers: int) -> dict:
     ray = _ray()
     if workers < 1:
@@ -197,10 +203,10 @@ def run_ray_batch(folder: Path, out: Path, make_editor: Callable[[], Editor], wo
 
     if todo:
         ds = ray.data.from_items(todo, override_num_blocks=len(todo))
-        ds = ds.map_batches(read_stage, batch_size=1, num_cpus=0)
+        ds = ds.map_batches(read_stage, **_light(workers))
         ds = ds.map_batches(EditStage, fn_constructor_args=(make_editor, str(fault_drill) if fault_drill else None),
                             **_actors(workers))  # fmt: skip
-        ds = ds.map_batches(write_stage, fn_kwargs={"out": str(out.resolve())}, batch_size=1, num_cpus=0)
+        ds = ds.map_batches(write_stage, fn_kwargs={"out": str(out.resolve())}, **_light(workers))
         last = time.monotonic()
         for r in tqdm(ds.iter_rows(), total=len(todo), desc=f"batch (ray, {workers} workers)", unit="photo",
                       disable=not progress):  # fmt: skip
