@@ -22,6 +22,7 @@ from .widgets import (
     for_screen,
     friendly,
     gpu,
+    gpu_for,
     keeps_note,
     same_person_note,
     scores_table,
@@ -137,7 +138,7 @@ def encode(session: Session):
 
 
 @friendly
-@gpu
+@gpu_for("optimise")
 def optimise(session: Session, steps: float, space: str, noise: bool, pti: bool, progress=gr.Progress()):  # noqa: B008
     status = ""
     for event in studio.optimise_stream(session, int(steps), space, noise, pti, preview_every=5):
@@ -173,7 +174,7 @@ def edit(session: Session, conditioning: list[str], keep: bool, own_layers: bool
 
 
 @friendly
-@gpu
+@gpu_for("talk")
 def talk(session: Session, text: str, voice: str, wpm: float, audio: str | None, method: str = AUTO_METHOD,
          paste: bool = False):  # fmt: skip
     video = studio.talk(session, text, voice, int(wpm), audio, paste=paste, method=None if method == AUTO_METHOD else method)
@@ -233,14 +234,14 @@ def transfer(session: Session, other: str | None, seed: float, mode: str, streng
 
 
 @friendly
-@gpu
+@gpu_for("augment")
 def augment(session: Session, n: float, seed: float):
     archive, agreement = studio.augment(session, int(n), int(seed))
     return str(archive), agreement
 
 
 @friendly
-@gpu
+@gpu_for("showcase")
 def showcase(session: Session, sweep: list[str], low: float, high: float, frames: float, sheet: list[str]):
     files = studio.showcase(session, sweep or ["age"], (float(low), float(high)), int(frames), sheet or [])
     gif, sheet_png = str(files.extra["gif"]), str(files.extra["sheet"])
@@ -248,7 +249,7 @@ def showcase(session: Session, sweep: list[str], low: float, high: float, frames
 
 
 @friendly
-@gpu
+@gpu_for("batch")
 def batch(session: Session, photos: list[str] | None, name: str | None, strength: float, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
     if not name:
         raise UserError("choose the direction to edit")

@@ -23,9 +23,22 @@ try:  # ZeroGPU Spaces lend a GPU per call; elsewhere this is a no-op.
 
     gpu = spaces.GPU
 except ImportError:
+    spaces = None
 
     def gpu(fn: Callable) -> Callable:
         return fn
+
+
+# Seconds of ZeroGPU a call may hold the GPU (the Space's default, 60 s, for every other step):
+# optimisation and PTI run hundreds of steps, a talking head renders every frame, a batch many photos.
+GPU_SECONDS = {"optimise": 120, "talk": 180, "batch": 300, "augment": 120, "showcase": 90}
+
+
+def gpu_for(step: str) -> Callable[[Callable], Callable]:
+    """``spaces.GPU(duration=...)`` for a step listed in GPU_SECONDS, else the default; a no-op without ``spaces``."""
+    if spaces is None:
+        return lambda fn: fn
+    return spaces.GPU(duration=GPU_SECONDS[step]) if step in GPU_SECONDS else spaces.GPU
 
 
 # Slider slots per group of the Edit tab; a model's directions fill each group's first slots.

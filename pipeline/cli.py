@@ -14,7 +14,7 @@ import sys
 from .errors import UserError
 
 # Modules under pipeline/commands, in the order their commands are listed.
-COMMAND_MODULES = ["sample", "models", "align", "invert", "directions", "generator", "attributes", "talk", "creative", "app_bench"]
+COMMAND_MODULES = ["sample", "models", "align", "invert", "directions", "generator", "attributes", "talk", "creative", "distributed", "app_bench"]
 GROUPS = {
     "train": "train a model (generator, encoder, ...)",
     "bench": "measure speed and quality, printing JSON",

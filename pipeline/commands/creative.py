@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .distributed import add_engine_args, check_engine_args
 from .invert import add_model_args, load_model, load_model_directions, set_threads
 
 SEED_PREFIX = "seed:"
@@ -53,6 +54,7 @@ def register(sub, groups) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--out", type=Path, required=True, help="zip file")
     p.add_argument("--threads", type=int, default=None)
+    add_engine_args(p)
     p.set_defaults(func=run_augment)
 
     p = sub.add_parser("showcase", help="demo exports: a sweep along directions (GIF, MP4), before/after, contact sheet")
@@ -82,6 +84,7 @@ def register(sub, groups) -> None:
     p.add_argument("--steps", type=int, default=0, help="optimisation steps after the encoder (default 0: encoder only)")
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder (edited photos, faces/, report.csv)")
     p.add_argument("--threads", type=int, default=None)
+    add_engine_args(p)
     p.set_defaults(func=run_batch)
 
     p = groups["bench"].add_parser("creative", help="one number per creative feature (JSON) and a contact sheet")
@@ -214,13 +217,27 @@ def run_transfer(args: argparse.Namespace) -> int:
 
 def run_augment(args: argparse.Namespace) -> int:
     from ..create.augment import label_agreement, make_variants, write_zip
+    from ..errors import UserError
 
+    check_engine_args(args)
     set_threads(args.threads)
     m = load_model(args.model, args.weights)
     directions = load_model_directions(m, args.directions)
     face = load_face(args.face, m)
+    renderer = None
+    if args.engine == "ray":
+        if face.generator is not m.generator:
+            raise UserError("this latent file has its own tuned generator: use --engine local for it")
+        from ..create.ray_engine import ray_cluster
+        from .distributed import ray_renderer
+
+        renderer = ray_renderer(args)
     started = time.monotonic()
-    variants, base = make_variants(face.generator, face.wplus, directions, args.n, args.seed)
+    if renderer is None:
+        variants, base = make_variants(face.generator, face.wplus, directions, args.n, args.seed)
+    else:
+        with ray_cluster(args.ray_address):
+            variants, base = make_variants(face.generator, face.wplus, directions, args.n, args.seed, renderer=renderer)
     path = write_zip(args.out, variants, base, render_face(face, face.wplus), m.name)
     seconds = time.monotonic() - started
     return emit({"out": str(path), "variants": len(variants), "images_per_second": round(len(variants) / seconds, 2),
@@ -252,6 +269,7 @@ def run_batch(args: argparse.Namespace) -> int:
         raise UserError("give at least one --edit NAME=STRENGTH, e.g. --edit age=+2")
     if args.steps < 0:
         raise UserError("--steps must be 0 or more")
+    check_engine_args(args)
     if not args.folder.is_dir():
         raise UserError(f"not a folder: {args.folder}")
     set_threads(args.threads)
@@ -263,12 +281,18 @@ def run_batch(args: argparse.Namespace) -> int:
     if unknown:
         raise UserError(f"unknown edit direction {unknown[0]!r}; this model has {', '.join(directions)}")
     editor = batch.Editor(m.generator, m.encoder, m.alignment, directions, strengths, m.name, args.steps)
-    rows = batch.run_batch(args.folder, args.out, editor)
+    if args.engine == "ray":
+        from .distributed import batch_on_ray
+
+        rows = batch_on_ray(args, strengths)
+    else:
+        rows = batch.run_batch(args.folder, args.out, editor)
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.status] = counts.get(r.status, 0) + 1
     failed = {r.file: r.reason for r in rows if r.status == "failed"}
-    return emit({"out": str(args.out), "report": str(args.out / "report.csv"), "counts": counts, "failed": failed})
+    return emit({"out": str(args.out), "report": str(args.out / "report.csv"), "counts": counts, "failed": failed,
+                 "engine": args.engine})  # fmt: skip
 
 
 # --------------------------------------------------------------------------- bench

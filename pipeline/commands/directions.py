@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from .distributed import add_engine_args, check_engine_args
 from .invert import (
     add_model_args,
     directions_path,
@@ -35,6 +36,7 @@ def register(sub, groups) -> None:
                         "(default when the model has an encoder and --data exists); svm: InterFaceGAN on labelled samples")  # fmt: skip
     p.add_argument("--out", type=Path, default=None, help="directions file (default: the model's, from the registry)")
     p.add_argument("--threads", type=int, default=None)
+    add_engine_args(p)
     p.set_defaults(func=run_directions)
 
     p = sub.add_parser("edit", help="move a latent code along edit directions and render it")
@@ -102,6 +104,7 @@ def run_directions(args: argparse.Namespace) -> int:
     if args.n_real is not None:
         search.n_real = args.n_real
     search.seed = args.seed
+    check_engine_args(args)
     set_threads(args.threads)
     m = load_model(args.model, args.weights)
     out = directions_path(m, args.out)
@@ -112,7 +115,9 @@ def run_directions(args: argparse.Namespace) -> int:
         print("real-photo route skipped: " + ("the model has no encoder" if m.encoder is None else f"{args.data} not found"),
               file=sys.stderr)  # fmt: skip
     started = time.monotonic()
-    method = args.method or ("covariates" if train_files else "svm")
+    method = args.method or ("covariates" if train_files and args.engine != "ray" else "svm")
+    if method == "covariates" and args.engine == "ray":
+        raise UserError("--engine ray distributes the svm method's sampling and labelling; covariates run here (--engine local)")
     if method == "covariates":
         from ..training.covariate_directions import search_with_covariates
 
@@ -121,6 +126,13 @@ def run_directions(args: argparse.Namespace) -> int:
         n_photos = search.n_real if args.n_real is not None else 5000
         directions, report = search_with_covariates(m.generator, m.encoder, args.data, train_files, n_photos,
                                                     seed=search.seed, log=lambda line: print(line, file=sys.stderr))  # fmt: skip
+    elif args.engine == "ray":  # sampling and labelling on Ray workers; the fits stay here
+        from ..create.ray_engine import ray_cluster
+        from .distributed import ray_labeller
+
+        with ray_cluster(args.ray_address):
+            directions, report = find_directions(m.generator, search, m.encoder, args.data, train_files,
+                                                 label=ray_labeller(args, search.batch))  # fmt: skip
     else:
         directions, report = find_directions(m.generator, search, m.encoder, args.data, train_files)
     report["model"] = m.name
@@ -128,7 +140,7 @@ def run_directions(args: argparse.Namespace) -> int:
     summary = {
         "directions": str(out), "model": m.name, "n": search.n, "seconds": round(time.monotonic() - started, 1),
         "shipped": {k: {"kind": d.kind, "layers": list(d.layers), "accuracy": d.info.get("accuracy")} for k, d in directions.items()},
-        "method": method, "fits": report["fits"], "real_route": report.get("real_route"),
+        "method": method, "fits": report["fits"], "real_route": report.get("real_route"), "engine": args.engine,
     }  # fmt: skip
     print(json.dumps(summary, indent=2))
     return 0

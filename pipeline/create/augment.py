@@ -36,6 +36,8 @@ MAX_VARIANTS = 500
 CLEAR_CHANGE = 0.5  # standard deviations: weaker edits are left out of the label agreement
 
 Measure = Callable[[Sequence[np.ndarray]], list]
+# W+ codes -> (their images, one attributes.scores dict each): rendering and reading elsewhere (the Ray engine).
+Renderer = Callable[[torch.Tensor], tuple[np.ndarray, list[dict[str, float]]]]
 
 
 @dataclass
@@ -65,13 +67,18 @@ def plan(directions: Mapping[str, Direction], n: int, seed: int = 0, spread: flo
 
 
 def make_variants(G: Generator, wplus: torch.Tensor, directions: Mapping[str, Direction], n: int, seed: int = 0,
-                  measure: Measure | None = None, batch: int = 32) -> tuple[list[Variant], dict[str, float]]:  # fmt: skip
-    """The variants of the face ``wplus`` (1, n_latent, dim) and the unedited face's reading."""
+                  measure: Measure | None = None, batch: int = 32,
+                  renderer: Renderer | None = None) -> tuple[list[Variant], dict[str, float]]:  # fmt: skip
+    """The variants of the face ``wplus`` (1, n_latent, dim) and the unedited face's reading
+    (``renderer``: where the faces are rendered and read, by default here)."""
     measure = measure or (lambda images: attributes.analyze(images, identity=False))
     edits = plan(directions, n, seed)
     codes = torch.cat([apply_edits(wplus, directions, e) for e in edits])
-    images = render(G, torch.cat([wplus, codes]), batch=batch)
-    readings = [attributes.scores(a) for a in measure(list(images))]
+    if renderer is not None:
+        images, readings = renderer(torch.cat([wplus, codes]))
+    else:
+        images = render(G, torch.cat([wplus, codes]), batch=batch)
+        readings = [attributes.scores(a) for a in measure(list(images))]
     base = readings[0]
     variants = []
     for edit, image, reading in zip(edits, images[1:], readings[1:]):

@@ -314,8 +314,10 @@ def discovered_directions(G: Generator, w: torch.Tensor, sample: torch.Tensor, s
 
 
 def find_directions(G: Generator, search: Search | None = None, encoder=None, data_dir: Path | None = None,
-                    train_files: list[str] | None = None, log: Log = _stderr) -> tuple[dict[str, Direction], dict]:  # fmt: skip
-    """Directions for every attribute with a usable fit, then the discovered ones; and the report."""
+                    train_files: list[str] | None = None, log: Log = _stderr,
+                    label: Callable[[torch.Tensor], dict[str, np.ndarray]] | None = None) -> tuple[dict[str, Direction], dict]:  # fmt: skip
+    """Directions for every attribute with a usable fit, then the discovered ones; and the report.
+    ``label``: renders and scores the sampled W+ codes elsewhere (the Ray engine); the fits stay here."""
     from ..faces.attributes import SCORE_NAMES
 
     search = search or Search()
@@ -327,7 +329,7 @@ def find_directions(G: Generator, search: Search | None = None, encoder=None, da
 
     w = sample_w(G, search.n, search.seed)
     wplus = w.unsqueeze(1).repeat(1, G.n_latent, 1)
-    scores = render_and_score(G, wplus, "label", log, search.batch)
+    scores = label(wplus) if label is not None else render_and_score(G, wplus, "label", log, search.batch)
     lap("label")
     spread = {k: float(v.std()) for k, v in scores.items()}
     fits = {name: fit_direction(w.numpy(), scores[name], seed=search.seed) for name in SCORE_NAMES}
