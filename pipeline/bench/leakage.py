@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from .. import provenance
 from ..faces.attributes import MEASURED_NAMES, analyze, identity_distance, scores
 from ..faces.photo_render import face_view, render_on_photo
 from ..latent.directions import Direction
@@ -149,7 +150,7 @@ def heatmap(table: dict, path: Path, cell: int = 34) -> Path:
             draw.rectangle(box, fill=colour, outline="black" if c == r else None, width=2)
             draw.text((box[0] + 2, box[1] + cell // 3), f"{v:+.1f}"[:5], fill="black")
     path.parent.mkdir(parents=True, exist_ok=True)
-    im.save(path)
+    im.save(path, **provenance.save_options(path))
     return path
 
 

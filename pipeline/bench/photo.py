@@ -105,17 +105,27 @@ def bench_one(studio, path: Path, steps: int) -> dict:
             f"{attr}_change": round(got, 3), f"{attr}_change_generator": round(want, 3),
             "kept_share": round(got / want, 3) if abs(want) > 1e-6 else None,
             "identity_distance": round(identity_distance(res, photo_a), 3),
+            # what the edit should leave alone, read on the same faces
+            "female_change": round(res.p_female - photo_a.p_female, 3), "skin_change": round(res.skin - photo_a.skin, 2),
         })  # fmt: skip
     return row
 
 
 def summarise(rows: list[dict]) -> dict:
-    """Medians over the photos, per edit."""
+    """Medians over the photos, per edit; for the age edit also the shares the user cares about."""
+    from ..faces.attributes import IDENTITY_SAME
+
     out = {}
     for name in EDITS:
         entries = [r[name] for r in rows]
         keys = [k for k, v in entries[0].items() if isinstance(v, (int, float)) or v is None]
         out[name] = {k: round(float(np.median([e[k] for e in entries if e[k] is not None])), 3) for k in keys}
+    ages = [r["age+3"] for r in rows]
+    out["age+3"].update({
+        "older_share": round(float(np.mean([e["age_change"] > 0 for e in ages])), 3),
+        "gender_flipped": int(sum(abs(e["female_change"]) > 0.5 for e in ages)),
+        "same_person_share": round(float(np.mean([e["identity_distance"] < IDENTITY_SAME for e in ages])), 3),
+    })  # fmt: skip
     return out
 
 

@@ -25,6 +25,7 @@ from .directions import Direction, layer_spans
 from .edit import MAX_STRENGTH, apply_edits, split_assignment
 
 MAX_STEPS = 8  # renders read back per target
+LOST_BRACKET = 0.25  # standard deviations: closer than this to a lost identity, stop
 MAX_JUMP = 2.5  # standard deviations one step may move: the classifiers' slope is only local
 # Further out the faces leave what the generator learned (they blur and smear) long before
 # dlib calls them someone else: no target is sought beyond this many standard deviations.
@@ -154,12 +155,15 @@ def edit_to_target(
     best = (abs(start_value - target), 0.0, start_value, 0.0, code, image)
     points = [(0.0, start_value)]
     guess = expected_slope(direction, G.n_latent, name)
-    steps, stop = 0, ""
+    steps, stop, lost = 0, "", None  # lost: the weakest strength found to change the person
     while abs(points[-1][1] - target) > tolerance and not stop:
         if steps >= max_steps:
             stop = f"not within {tolerance:g} after {max_steps} steps"
             break
         strength = float(np.clip(_next_strength(points, target, guess), -max_strength, max_strength))
+        kept = points[-1][0]
+        if lost is not None and (strength - kept) * (lost - kept) > 0 and abs(strength - kept) >= abs(lost - kept):
+            strength = (kept + lost) / 2  # short of where the person changed: halve the way there
         if any(abs(strength - s) < 1e-3 for s, _ in points):
             s_far, v_far = max(points, key=lambda p: abs(p[0]))
             stop = f"the reading gets no closer (the strongest edit allowed, {s_far:+.1f} standard deviations, reads {v_far:.3g})"
@@ -170,6 +174,9 @@ def edit_to_target(
         distance = attributes.identity_distance(attrs, start)
         history.append({"strength": round(strength, 3), "value": round(value, 4), "identity_distance": round(distance, 3)})
         if distance >= identity_limit:
+            lost = strength
+            if abs(strength - kept) > LOST_BRACKET:
+                continue  # try closer to the last face that was still the same person
             stop = f"at {strength:+.1f} standard deviations the face reads {value:.3g} and is no longer the same person " \
                    f"(identity distance {distance:.2f}, limit {identity_limit:g})"  # fmt: skip
             break
