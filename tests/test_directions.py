@@ -192,3 +192,38 @@ def test_sefa_in_units_of_the_spread_of_w():
     assert change_per_sd(scaled[0]) > 100 * change_per_sd(plain[0])
     random = torch.nn.functional.normalize(torch.randn(200, 32), dim=1)
     assert change_per_sd(scaled[0]) >= max(change_per_sd(v) for v in random)
+
+
+def test_a_direction_keeps_its_variant_fitted_alone(tmp_path):
+    from pipeline.latent.directions import Direction, load_directions, save_directions
+    from pipeline.latent.edit import apply_edits
+
+    kept, alone = torch.zeros(8), torch.zeros(8)
+    kept[0], alone[1] = 1.0, 1.0
+    d = Direction("age", kept, (0, 4), 2.0, "attribute", {"keeps": ["gender"], "alone_scale": 3.0}, alone)
+    path = save_directions(tmp_path / "d.safetensors", {"age": d})
+    loaded = load_directions(path, 8, 4)["age"]
+    assert torch.equal(loaded.alone, alone) and loaded.info["keeps"] == ["gender"]
+    code = torch.zeros(1, 4, 8)
+    on = apply_edits(code, {"age": loaded}, {"age": 1.0})
+    off = apply_edits(code, {"age": loaded}, {"age": 1.0}, keep_rest=False)
+    assert on[0, 0, 0] == 2.0 and on[0, 0, 1] == 0  # the direction that keeps the rest, its own scale
+    assert off[0, 0, 1] == 3.0 and off[0, 0, 0] == 0  # the one fitted alone, with its scale
+
+
+def test_covariate_fit_separates_an_attribute_from_what_goes_with_it():
+    """Older faces in the data are also darker: the age direction must not carry the skin's."""
+    from pipeline.training.covariate_directions import fit_conditional, held_attributes
+
+    rng = np.random.default_rng(0)
+    n = 4000
+    age = rng.normal(size=n)
+    skin = 0.8 * age + 0.6 * rng.normal(size=n)  # correlated with age
+    race = rng.integers(0, 5, n)
+    b_age, b_skin = np.eye(16)[0], np.eye(16)[1]
+    w = np.outer(age, b_age) + np.outer(skin, b_skin) + 0.1 * rng.normal(size=(n, 16))
+    direction = fit_conditional(w, age, [skin], race)
+    assert abs(direction @ b_skin) < 0.05 and direction @ b_age > 0.95
+    alone = np.linalg.lstsq(np.column_stack([age, np.ones(n)]), w, rcond=None)[0][0]
+    assert alone @ b_skin > 0.7  # fitted alone, age drags the skin along
+    assert "skin" in held_attributes("age") and "smile" not in held_attributes("happy")
