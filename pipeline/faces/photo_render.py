@@ -17,6 +17,7 @@ carried over as *change*, not as pixels (in the spirit of HFGI's distortion-awar
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -41,8 +42,14 @@ class PhotoEdit:
     """The edited photo and what went into it (for views and benchmarks)."""
 
     photo: np.ndarray  # the whole photo, edited
-    face: np.ndarray  # the aligned face cut from the edited photo, at the photo's resolution
+    aligned: AlignedFace
     flow: np.ndarray  # (FLOW_SIZE, FLOW_SIZE, 2) motion from edit to reconstruction
+
+    @cached_property
+    def face(self) -> np.ndarray:
+        """The aligned face cut from the edited photo, at the photo's resolution (cut when asked:
+        video frames need only the photo)."""
+        return face_view(self.photo, self.aligned)
 
 
 def _smoothstep(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -137,7 +144,7 @@ def render_on_photo(
     changed = m[..., 0] > 0
     region = result[y0:y1, x0:x1]
     region[changed] = np.clip(blended[changed] * 255 + 0.5, 0, 255).astype(np.uint8)
-    return PhotoEdit(result, face_view(result, aligned), flow)
+    return PhotoEdit(result, aligned, flow)
 
 
 def _cover(q: np.ndarray, size: int) -> np.ndarray:

@@ -171,6 +171,13 @@ def gaussian_factor(cov: torch.Tensor) -> torch.Tensor:
     return (eigvecs * eigvals.clamp_min(0).sqrt()).to(cov.dtype)
 
 
+def descend(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """One optimiser step on ``loss``."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
 def ema_update(target: torch.nn.Module, source: torch.nn.Module, decay: float) -> None:
     with torch.no_grad():
         for pt, ps in zip(target.parameters(), source.parameters()):
@@ -316,9 +323,7 @@ class Trainer:
                 loss = loss + r.prior_adversarial * padv
                 logs["g_prior_adv"] = padv.item()
                 fake_feats.append(feats_prior)
-        self.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_g.step()
+        descend(self.opt_g, loss)
 
         if gan_on:
             detached = [[t.detach() for t in f] for f in fake_feats]
@@ -328,9 +333,7 @@ class Trainer:
                 grads = torch.autograd.grad(D(taps).sum(), [taps[t] for t in D.taps], create_graph=True)
                 r1 = sum(g.square().sum((1, 2, 3)).mean() for g in grads)
                 d_loss = d_loss + r.r1_gamma / 2 * r1 * r.r1_every
-            self.opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            self.opt_d.step()
+            descend(self.opt_d, d_loss)
             logs["d"] = d_loss.item()
 
         self.update_averages(real.shape[0])

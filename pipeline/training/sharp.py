@@ -29,7 +29,7 @@ from torch import nn
 
 from ..models.encoder import EncoderConfig
 from ..models.generator import GeneratorConfig
-from .generator_train import Recipe, Trainer, TrainState
+from .generator_train import Recipe, Trainer, TrainState, descend
 
 DIRECTIONS_FILE = "directions.safetensors"
 EDIT_RANGE = 3.0  # edited codes move up to this many standard deviations along a direction
@@ -243,15 +243,11 @@ class SharpTrainer(Trainer):
                 self.adaptive_weight = self.last_layer_weight(rec, adv)
             loss = loss + r.adversarial * self.adaptive_weight * adv
             logs["g_adv"], logs["adv_weight"] = adv.item(), self.adaptive_weight
-        self.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_g.step()
+        descend(self.opt_g, loss)
 
         if gan_on:
             d_loss = hinge_critic_loss(D(diff_augment(real)), D(diff_augment(fakes.detach())))
-            self.opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            self.opt_d.step()
+            descend(self.opt_d, d_loss)
             logs["d"] = d_loss.item()
 
         self.update_averages(real.shape[0])
