@@ -176,8 +176,9 @@ def edit(session: Session, conditioning: list[str], keep: bool, own_layers: bool
 @friendly
 @gpu_for("talk")
 def talk(session: Session, text: str, voice: str, wpm: float, audio: str | None, method: str = AUTO_METHOD,
-         paste: bool = False):  # fmt: skip
-    video = studio.talk(session, text, voice, int(wpm), audio, paste=paste, method=None if method == AUTO_METHOD else method)
+         paste: bool = True, head_motion: bool = True, keep_expression: bool = False):  # fmt: skip
+    video = studio.talk(session, text, voice, int(wpm), audio, paste=paste, method=None if method == AUTO_METHOD else method,
+                        head_motion=head_motion, keep_expression=keep_expression)  # fmt: skip
     return str(video), str(video)
 
 

@@ -184,14 +184,19 @@ def talk_tab(state: gr.State) -> SimpleNamespace:
                 with gr.Row():
                     method = gr.Dropdown([AUTO_METHOD, *TALK_METHODS], value=AUTO_METHOD, label="Mouth motion",
                                          info="auto: phoneme timings for text, the AT-net for a recording")  # fmt: skip
-                    paste = gr.Checkbox(label="Paste back into the photo", value=False)
+                    paste = gr.Checkbox(label="Paste back into the photo", value=True)
+                with gr.Row():
+                    head_motion = gr.Checkbox(label="Natural head motion", value=True)
+                    keep_expression = gr.Checkbox(label="Keep the expression while talking", value=False,
+                                                  info="off: a smiling face talks with a relaxed mouth")  # fmt: skip
                 talk_btn = gr.Button("Make video", variant="primary")
             face = face_image("Face")
             video = gr.Video(label="Video")
         video_file = gr.File(label="Video file")
         latent = gr.File(label="latent", visible=False)
         start_row(state, face, latent, "talk")
-    talk_btn.click(h.talk, [state, text, voice, wpm, audio, method, paste], [video, video_file], api_name="talk",
+    talk_btn.click(h.talk, [state, text, voice, wpm, audio, method, paste, head_motion, keep_expression],
+                   [video, video_file], api_name="talk",
                    concurrency_limit=1, concurrency_id=HEAVY)  # fmt: skip
     return SimpleNamespace(tab=tab, face=face)
 

@@ -21,6 +21,7 @@ from pipeline.models.checkpoints import load_native
 from pipeline.talk.atnet import load_talk_model
 from pipeline.talk.audio import FPS
 from pipeline.talk.mouth import PARAMS, articulate, closed
+from pipeline.talk.frames import VIDEO_SIDE
 from pipeline.talk.talking_head import (
     MEASURES,
     TalkMap,
@@ -102,32 +103,75 @@ def test_measures_follow_the_articulated_mouth():
     assert width[2] / width[0] == pytest.approx(1.2, abs=0.02) and opening[2] == pytest.approx(opening[0], abs=1e-6)
 
 
-def test_frames_change_only_inside_the_attention_mask(model):
+def test_frames_move_the_mouth_and_nothing_far_from_the_face(model):
     _, G = model
     head = prepare(G, G.mean_w()[:, None].repeat(1, G.n_latent, 1), principal_talk_map(G))
-    clip = animate(head, opening_track(head))
-    changed = (clip.frames != head.still[None]).any(axis=-1)  # (T, H, W)
-    inside = clip.mouth_mask > 0
+    clip = animate(head, opening_track(head), keep_expression=True)
+    assert clip.frames.shape[1:] == head.canvas.image.shape and head.canvas.image.shape[0] == VIDEO_SIDE
+    changed = (clip.frames != head.canvas.image[None]).any(axis=-1)  # (T, H, W)
     assert changed.any(), "the mouth never moved"
-    assert not changed[:, ~inside].any(), "pixels outside the mask changed"
-    # The mask sits on the mouth and chin: below the eyes, and far from covering the face.
-    rows = np.flatnonzero(inside.any(axis=1))
+    x0, y0, x1, y1 = head.warper.box
+    outside = np.ones(changed.shape[1:], bool)
+    outside[y0:y1, x0:x1] = False
+    assert not changed[:, outside].any(), "pixels outside the work box changed"
+    # Most of the change is below the eyes (lips and jaw), and the mouth ends where it began.
+    rows = np.flatnonzero(changed.any(axis=(0, 2)))
     eye_line = head.landmarks[36:48, 1].mean()
-    assert rows.min() > eye_line and inside.mean() < 0.35
-    # The first and last frames (mouth at rest) are the still itself.
-    assert np.array_equal(clip.frames[0], head.still) and np.array_equal(clip.frames[-1], head.still)
+    assert changed[:, int(eye_line) + 5 :].sum() > 0.9 * changed.sum() and rows.max() > eye_line
+    # The first and last frames are the same mouth at rest.
+    assert np.abs(clip.frames[0].astype(int) - clip.frames[-1]).max() <= 1
+    # The opening is filled with a dark mouth interior at the widest frame.
+    widest = clip.targets[len(clip.targets) // 2]
+    gap = widest[[65, 66, 67]].mean(axis=0) / 2 + widest[[61, 62, 63]].mean(axis=0) / 2
+    x, y = np.round(gap).astype(int)
+    assert clip.frames[len(clip.targets) // 2][y, x].mean() < head.canvas.image[y, x].mean() - 20
 
 
-def test_blinks_use_the_eye_mask_only_while_blinking(model):
+def test_blinks_close_the_lids_only_while_blinking(model):
     _, G = model
     head = prepare(G, G.mean_w()[:, None].repeat(1, G.n_latent, 1), principal_talk_map(G))
-    rest = np.repeat(closed(head.shape)[None], 12, axis=0)
+    rest = np.repeat(head.shape[None], 12, axis=0)  # the still's own mouth: only the eyes move
     blinks = np.zeros(12)
     blinks[4:8] = 1.0
-    clip = animate(head, rest, blinks, rest=rest[0])
-    changed = (clip.frames != head.still[None]).any(axis=-1)
+    clip = animate(head, rest, blinks, rest=rest[0], keep_expression=True)
+    changed = (clip.frames != head.canvas.image[None]).any(axis=-1)
     assert not changed[:4].any() and not changed[8:].any()
-    assert changed[4:8].any() and not changed[4:8][:, clip.eye_mask == 0].any()
+    assert changed[4:8].any()
+    # The upper lids came down onto the lower ones, and what changed is around the eyes.
+    lids = clip.targets[5][[37, 38, 43, 44], 1] - head.landmarks[[37, 38, 43, 44], 1]
+    assert (lids > 0).all()
+    visible = np.abs(clip.frames[5].astype(int) - head.canvas.image).max(axis=-1) > 12
+    rows = np.flatnonzero(visible.any(axis=1))
+    assert len(rows) and rows.max() < head.landmarks[48:68, 1].min() and rows.min() > head.landmarks[17:27, 1].min() - 10
+
+
+def test_a_smiling_still_relaxes_unless_kept():
+    from pipeline.talk.talking_head import RELAXED_WIDTH, relaxed
+
+    rest = closed(load_talk_model().mean_face)
+    smile = rest.copy()
+    centre = smile[48:68, 0].mean()
+    smile[48:68, 0] = centre + (smile[48:68, 0] - centre) * 1.2  # 20% wider
+    smile[[48, 54], 1] -= 0.06  # corners up
+    let_go = relaxed(smile)
+    assert let_go[54, 0] - let_go[48, 0] == pytest.approx(RELAXED_WIDTH, abs=1e-6)
+    assert (let_go[[48, 54], 1] > smile[[48, 54], 1]).all()
+    assert np.allclose(relaxed(let_go), let_go)  # a neutral mouth is left as it is
+
+
+def test_speech_tracks_open_to_real_speech_range():
+    from pipeline.talk.atnet import SPEECH_OPEN_P90, calibrated
+    from pipeline.talk.mouth import inner_gap
+
+    rest = closed(load_talk_model().mean_face)
+    params = np.zeros((50, len(PARAMS)))
+    params[:, PARAMS.index("open")] = 0.03 + 0.15 * np.abs(np.sin(np.linspace(0, 6, 50)))  # timid, never closed
+    track = articulate(rest, params)
+    out = calibrated(track, rest, "atnet")
+    gaps = inner_gap(out)
+    assert np.percentile(gaps, 90) == pytest.approx(SPEECH_OPEN_P90, abs=0.02)
+    assert np.percentile(gaps, 5) < 0.005, "the quietest frames should close the lips"
+    assert np.allclose(out[:, 54, 0] - out[:, 48, 0], track[:, 54, 0] - track[:, 48, 0])  # width kept
 
 
 def test_talk_map_round_trip_and_refuses_other_weights(model, tmp_path):
@@ -217,7 +261,7 @@ def test_talk_video_pastes_into_the_photo(model, tmp_path):
     aligned = align_face(photo, find_faces(photo)[0], "utkface", 64)
     wplus = G.mean_w()[:, None].repeat(1, G.n_latent, 1)
     result = talk_video(G, wplus, principal_talk_map(G), tmp_path / "pasted.mp4", text="Hi there.",
-                        paste=(photo, aligned), blinks=False)  # fmt: skip
+                        photo=(photo, aligned), blinks=False)  # fmt: skip
     assert result.frames.shape[1:] == photo.shape
     # Far from the face the photo is untouched.
     assert np.array_equal(
@@ -231,8 +275,12 @@ def test_fitted_talk_map_opens_the_mouth(model):
     talk_map = fit_talk_map(G, faces=60, trial_faces=4, calibration_faces=24, log=lambda _: None)
     assert set(talk_map.layers) == {"mouth", "eyes"} and talk_map.limits[0, 1] > 0
     head = prepare(G, G.mean_w()[:, None].repeat(1, G.n_latent, 1), talk_map)
-    frames = animate(head, opening_track(head, 9)).frames
     from pipeline.talk.talking_head import read_landmarks
+    from pipeline.models.render import render
 
-    opening = measures(read_landmarks(frames, head.box))[:, MEASURES.index("open")]
-    assert opening[4] > opening[0], f"the mouth did not open: {opening.round(3)}"
+    widest = np.zeros((1, 3))
+    widest[0, MEASURES.index("open")] = talk_map.limits[0, 1]
+    wplus = G.mean_w()[:, None].repeat(1, G.n_latent, 1)
+    opened = render(G, wplus + talk_map.offsets(widest, G.n_latent), None, 1)
+    opening = measures(read_landmarks(np.concatenate([head.still[None], opened]), head.box))[:, MEASURES.index("open")]
+    assert opening[1] > opening[0], f"the mouth did not open: {opening.round(3)}"

@@ -41,7 +41,10 @@ def register(sub, groups) -> None:
     p.add_argument("--transform", type=Path, default=None,
                    help="transform JSON written by align, for --paste-back (else the face is found again)")  # fmt: skip
     p.add_argument("--no-blinks", action="store_true", help="keep the eyes still")
-    p.add_argument("--seed", type=int, default=0, help="blink timing")
+    p.add_argument("--no-head-motion", action="store_true", help="keep the head still (default: a slight sway)")
+    p.add_argument("--keep-expression", action="store_true",
+                   help="keep the face's smile while talking (default: the mouth relaxes)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="blink and head-motion timing")
     p.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS_DIR / "atnet.safetensors", help="AT-net weights")
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=run_talk)
@@ -82,19 +85,21 @@ def register(sub, groups) -> None:
     m.add_argument("--threads", type=int, default=1)
     m.set_defaults(func=run_train_talkmap)
 
-    b = groups["bench"].add_parser("talk", help="AT-net vs the rule-based baseline on held-out and natural speech")
+    b = groups["bench"].add_parser("talk", help="talking videos of held-out photos, measured on the MP4's frames")
     b.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS_DIR / "atnet.safetensors")
     b.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR, help="data cache (test speech is made if missing)")
     b.add_argument("--natural", type=Path, nargs="*", default=NATURAL_CLIPS, help="recordings of natural speech")
     b.add_argument("--limit", type=int, default=None, help="evaluate only the first N test utterances")
     b.add_argument("--json", action="store_true", help="compact JSON")
     b.add_argument("--model", default=None, help="face model for the video measurements (default: the default model)")
-    b.add_argument("--faces", type=int, default=3, help="random faces the videos are made of")
+    b.add_argument("--data", type=Path, default=Path("../shared/data/utkface"), help="UTKFace folder (held-out photos)")
+    b.add_argument("--photos", type=Path, nargs="*", default=None, help="photos to use instead of held-out ones")
+    b.add_argument("-n", type=int, default=4, help="held-out photos")
     b.add_argument("--video-only", action="store_true", help="skip the landmark measurements on the test speech")
     b.add_argument("--threads", type=int, default=1, help="CPU threads for the generator")
     b.add_argument("--out", type=Path, default=Path("bench/talk.json"), help="also write the result here")
     b.add_argument("--strip", type=Path, default=Path("bench/talk_frames.png"),
-                   help="frames of the first clip as a PNG (rows: AT-net, its mouth close-up, baseline, close-up)")  # fmt: skip
+                   help="frames of the first photo's clips as a PNG (rows: text, its mouth close-up, natural speech, close-up)")  # fmt: skip
     b.set_defaults(func=run_bench)
 
 
@@ -189,8 +194,9 @@ def run_talk(args: argparse.Namespace) -> int:
         load_talk_model(args.weights) if (args.method or ("atnet" if args.audio else "")) == "atnet" else None
     )
     result = talk_video(G, wplus, talk_map, args.out, text=args.text, audio=args.audio, voice=args.voice,
-                        wpm=args.wpm, pitch=args.pitch, method=args.method, noise=noise, paste=paste,
-                        blinks=not args.no_blinks, seed=args.seed, model_name=model.name,
+                        wpm=args.wpm, pitch=args.pitch, method=args.method, noise=noise, photo=paste or from_photo,
+                        paste=paste is not None, blinks=not args.no_blinks, head_motion=not args.no_head_motion,
+                        keep_expression=args.keep_expression, seed=args.seed, model_name=model.name,
                         speech_model=speech_model)  # fmt: skip
     info = probe(result.path)
     print(json.dumps({"video": str(result.path), "frames": len(result.frames), "seconds": round(result.seconds, 3),
@@ -267,24 +273,30 @@ def run_bench(args: argparse.Namespace) -> int:
 
     import torch
 
-    from ..bench.talking_head import bench_end_to_end, bench_video
-    from ..studio.models import load_model
+    from ..bench.talking_head import GOALS, bench_end_to_end, bench_video
+    from ..errors import UserError
+    from ..studio import Studio
+    from ..studio.models import default_model, weights_dir
     from ..talk.atnet import load_talk_model
-    from ..talk.talking_head import load_model_talk_map
+    from .invert import evenly_spaced, heldout_and_train_files
 
     torch.set_num_threads(args.threads)
+    photos = list(args.photos or [])
+    if not photos:
+        if not args.data.is_dir():
+            raise UserError(f"give --photos, or a UTKFace folder with --data (not found: {args.data})")
+        _, held = heldout_and_train_files(args.data, weights_dir(args.model or default_model()))
+        photos = [args.data / f for f in evenly_spaced(held, args.n)]
     model = load_talk_model(args.weights)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     result = {"model": str(args.weights)}
     if not args.video_only:
         result["landmarks"] = bench_landmarks(args, model, log)
-    face_model = load_model(args.model)
-    talk_map = load_model_talk_map(face_model.name, face_model.generator, face_model.weights_dir)
-    video = bench_video(face_model.generator, talk_map, model, faces=args.faces, strip_path=args.strip, log=log)
+    studio = Studio(args.model)
+    video = bench_video(studio, photos, list(args.natural), model, strip_path=args.strip, log=log)
     with tempfile.TemporaryDirectory() as tmp:
-        end_to_end = bench_end_to_end(face_model.generator, talk_map, model, Path(tmp) / "clip.mp4")
-    result["video"] = {"face_model": face_model.name, "talk_map": talk_map.info, **video, "end_to_end": end_to_end,
-                       "goals": {"fps": ">= 25", "lip_sync_corr": ">= 0.6", "identity_mean": "< 0.4"}}  # fmt: skip
+        end_to_end = bench_end_to_end(studio, photos[0], model, Path(tmp) / "clip.mp4")
+    result["video"] = {"face_model": studio.model.name, **video, "end_to_end": end_to_end, "goals": GOALS}
     text = json.dumps(result, indent=None if args.json else 2)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

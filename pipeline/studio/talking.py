@@ -24,10 +24,14 @@ class TalkSteps(Steps):
         return ""
 
     def talk(self, session: Session, text: str = "", voice: str = "en-us", wpm: int = 160,
-             audio: str | Path | None = None, paste: bool = False, method: str | None = None) -> Path:  # fmt: skip
-        """A talking-head video (mp4) of the current face saying ``text`` or lip-syncing ``audio``;
-        ``paste``: every frame put back into the uploaded photo; ``method``: how the mouth moves
-        (:data:`pipeline.talk.atnet.METHODS`; None: phoneme timings for text, the AT-net for audio)."""
+             audio: str | Path | None = None, paste: bool = True, method: str | None = None,
+             head_motion: bool = True, keep_expression: bool = False) -> Path:  # fmt: skip
+        """A talking-head video (mp4) of the current face saying ``text`` or lip-syncing ``audio``.
+
+        A face from a photo talks in the photo's own pixels, at its resolution: the whole photo
+        (``paste``) or its face. ``method``: how the mouth moves (:data:`pipeline.talk.atnet.METHODS`;
+        None: phoneme timings for text, the AT-net for audio); ``head_motion``: a slight sway;
+        ``keep_expression``: keep a smile while talking (else the mouth relaxes)."""
         from ..talk.talking_head import load_model_talk_map, talk_video
 
         if session.latent is None:
@@ -37,13 +41,9 @@ class TalkSteps(Steps):
             raise UserError("type something to say, or upload an audio clip")
         model = self.session_model(session)
         talk_map = load_model_talk_map(model.name, model.generator, model.weights_dir)
-        target = None
-        if paste:
-            if session.photo is None or session.aligned is None:
-                raise UserError("paste back needs an uploaded photo: this face did not come from one")
-            target = (session.photo, session.aligned)
+        photo = (session.photo, session.aligned) if session.photo is not None and session.aligned is not None else None
         result = talk_video(session.tuned or model.generator, session.latent.wplus(model.n_latent), talk_map,
                             session.file("talk.mp4"), text=text or None, audio=audio, voice=voice, wpm=int(wpm),
-                            method=method, noise=session.latent.noise, paste=target, model_name=model.name,
-                            dlib_lock=DLIB_LOCK)  # fmt: skip
+                            method=method, noise=session.latent.noise, photo=photo, paste=paste, model_name=model.name,
+                            head_motion=head_motion, keep_expression=keep_expression, dlib_lock=DLIB_LOCK)  # fmt: skip
         return result.path

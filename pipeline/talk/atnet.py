@@ -26,7 +26,7 @@ from torch import nn
 from ..errors import UserError
 from . import visemes
 from .audio import FEATURE_DIMS, SAMPLE_RATE, WINDOW, audio_features, envelope
-from .mouth import PARAMS, ShapeModel, articulate, closed
+from .mouth import PARAMS, ShapeModel, articulate, closed, inner_gap, with_opening
 
 MODEL_NAME = "atnet"
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "atnet" / "atnet.safetensors"
@@ -213,7 +213,29 @@ def speech_track(
         landmarks = phoneme_mouth_track(speech.phonemes, frame_count(len(wave)), rest)
     else:
         landmarks = baseline_mouth_track(wave, rest)
-    return SpeechTrack(wave=wave, landmarks=landmarks, method=method, face=rest)
+    return SpeechTrack(wave=wave, landmarks=calibrated(landmarks, rest, method), method=method, face=rest)
+
+
+# Real read speech: the lips open to about a third of the mouth's width on open vowels and meet
+# on m, b, p and in pauses. Tracks predicted from audio regress towards the mean (an LSTM trained
+# with a squared error smooths the extremes away), so their opening is stretched to that range.
+SPEECH_OPEN_P90 = 0.30  # IOD: inner-lip gap of the 90th-percentile frame (mouth width is about 0.9 IOD)
+MAX_OPEN = 0.40  # IOD: no jaw opens further while talking
+MAX_GAIN = 3.0
+QUIET_PERCENTILE = 10  # audio tracks: the quietest tenth of the frames is lips together
+
+
+def calibrated(track: np.ndarray, rest: np.ndarray, method: str) -> np.ndarray:
+    """A mouth track with its opening brought to real speech's range (see :data:`SPEECH_OPEN_P90`).
+
+    Audio tracks (``atnet``, ``baseline``) rarely close fully, so their quietest frames are
+    taken as closed lips; phoneme tracks already close exactly on m, b, p and are only scaled.
+    """
+    gaps = inner_gap(track)
+    floor = np.percentile(gaps, QUIET_PERCENTILE) if method != "phonemes" else 0.0
+    span = max(float(np.percentile(gaps, 90)) - floor, 1e-3)
+    gain = float(np.clip(SPEECH_OPEN_P90 / span, 1.0, MAX_GAIN))
+    return with_opening(track, rest, np.clip((gaps - floor) * gain, 0.0, MAX_OPEN))
 
 
 def phoneme_mouth_track(phonemes, n_frames: int, face: np.ndarray) -> np.ndarray:

@@ -44,8 +44,8 @@ PARAMS = ("open", "spread", "round", "tuck", "press")
 UPPER_LIP_SHARE = 0.2  # of the opening: the upper lip rises a little, the lower lip does the rest
 JAW_SHARE = 0.7  # the chin drops by this share of the lower lip's drop (the lips open wider than the jaw)
 CORNER_SHARE = 0.35  # mouth corners move down by this share of the lower lip's drop
-ROUND_NARROWING = 0.35  # full rounding narrows the mouth by 35%
-ROUND_INNER_EXTRA = 0.25  # ... and pulls the inner corners in by a further 25% (an "O")
+ROUND_NARROWING = 0.25  # full rounding narrows the mouth by a quarter
+ROUND_INNER_EXTRA = 0.15  # ... and pulls the inner corners in a little further (an "O")
 ROUND_FULLNESS = 0.03  # protruded lips look fuller: each lip edge moves out by this much (IOD)
 TUCK_LIFT = 0.5  # tucked lower lip rises by half its thickness
 PRESS_THINNING = 0.3  # pressed lips lose 30% of their visible thickness
@@ -181,3 +181,17 @@ class ShapeModel:
         explained = np.cumsum(s**2) / np.sum(s**2)
         k = int(np.searchsorted(explained, variance) + 1)
         return cls(mean=mean, basis=vt[:k], std=s[:k] / np.sqrt(len(flat)))
+
+
+def with_opening(track: np.ndarray, rest: np.ndarray, gaps: np.ndarray) -> np.ndarray:
+    """(T, 68, 2) ``track`` with each frame's inner-lip gap set to ``gaps`` (T,), IOD.
+
+    The lips, corners and jaw move as :func:`articulate` opens a mouth (its opening is
+    linear in the gap), so width, rounding and the rest of the shape are kept.
+    """
+    unit = np.zeros(len(PARAMS))
+    unit[PARAMS.index("open")] = 1.0
+    motion = articulate(rest, unit) - rest
+    per_gap = float(inner_gap(rest + motion) - inner_gap(rest))
+    change = (np.asarray(gaps, dtype=np.float64) - inner_gap(track)) / per_gap
+    return track + change[:, None, None] * motion[None]

@@ -1,24 +1,21 @@
-"""Talking heads: a still face's latent code moved by a mouth landmark track, rendered in batches.
+"""Talking heads: a still face moved by a mouth landmark track, at the photo's resolution.
 
-The VG step of ATVGnet, with a StyleGAN2 generator in place of its image network:
+The VG step of ATVGnet, done on the photo's own pixels (see :mod:`pipeline.talk.frames`):
 
-* A **talk map** (per model, fitted once by :func:`pipeline.training.talk_map.fit_talk_map`) turns changes of three
-  landmark measures into W offsets on a range of W+ rows: the mouth's opening and width
-  (the articulations a 64 px face can show) and the eyes' opening (for blinks). It is fitted
-  on the model's own renders: random faces are measured with dlib's 68 landmarks, a ridge
-  regression from whitened W to the measures gives the directions, each group's W+ rows are
-  the range that reaches most of the asked change while moving the brows and nose least, and
-  a second ridge regression from measured landmark changes back to direction strengths
-  calibrates them. Speech tracks open the mouth more than a small model's faces can; the
-  track is scaled into the model's reach (every syllable shows, in proportion).
-* An **attention mask** from where the landmarks move (the lips and chin over the whole
-  clip; the eyes while they blink) blends the generated frames onto the still, so hair,
-  background and identity stay exactly as they were outside it. Mouth and eyes render
-  apart, each through its own mask.
-* Frames render in batches with the still's fixed noise maps: nothing boils or reloads.
+* The **canvas** is what the video shows: the photo (pasted back), its face at the photo's
+  resolution, or the generator's render enlarged when there is no photo.
+* Every frame warps the canvas so its landmarks follow the speech track (lips and jaw), the
+  blinks (eyelids) and a slight head sway; the motion fades out on a ring around the head.
+* Where the lips part, the opening is filled from the generator's **mouth-open render** of the
+  same face: a **talk map** (per model, fitted once by :func:`pipeline.training.talk_map.fit_talk_map`)
+  turns a mouth opening into W offsets on a range of W+ rows. It is fitted on the model's own
+  renders: random faces are measured with dlib's 68 landmarks, a ridge regression from
+  whitened W to the measures gives the directions, each group's W+ rows are the range that
+  reaches most of the asked change while moving the brows and nose least.
+* A smiling still speaks with a relaxed mouth unless asked to keep its expression.
 
 Landmarks are in the normalised frame of :mod:`pipeline.talk.mouth` (eye midpoint at the origin,
-inter-ocular distance 1), so tracks from :mod:`pipeline.talk.atnet` drive any model.
+inter-ocular distance 1), so tracks from :mod:`pipeline.talk.atnet` drive any face.
 """
 
 from __future__ import annotations
@@ -32,14 +29,22 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from scipy import ndimage
 
 from ..errors import UserError
 from ..faces.face_geometry import eye_aspect_ratio
-from ..faces.paste import polygon_mask, soft_region
 from ..models.generator import Generator
 from ..models.render import render
-from .mouth import LEFT_EYE, RIGHT_EYE, inner_gap, normalise
+from .frames import (
+    Canvas,
+    MouthInterior,
+    Warper,
+    blink_landmarks,
+    head_sway,
+    make_canvas,
+    shade_lids,
+    sway_matrix,
+)
+from .mouth import JAW, closed, inner_gap, normalise
 
 FPS = 25
 MEASURES = ("open", "width", "eyes")
@@ -52,7 +57,6 @@ MEASURES = ("open", "width", "eyes")
 GROUPS = {"mouth": (0, 1), "eyes": (2,)}  # measures that share a range of W+ rows
 READ_SIZE = 256  # renders are enlarged to this for dlib, whose landmark model wants faces of 80+ px
 RIGID = np.r_[17:27, 27:36]  # brows and nose: they should not move when the mouth or the eyes do
-FULL_OPENING = 0.25  # IOD: a wide-open vowel in the speech track, mapped to the model's widest opening
 BATCH = 32
 
 
@@ -200,109 +204,136 @@ def blink_track(n_frames: int, seed: int = 0, fps: int = FPS) -> np.ndarray:
     return track
 
 
-# --------------------------------------------------------------------------- masks
-
-
-MASK_POINTS = np.r_[5:12, 48:68]  # chin and lips: where speech shows
-MOVE_THRESHOLD = 0.03  # IOD: landmarks that move less than this over the clip (the jaw near the ears) stay still
-MOUTH_GROW, MOUTH_FEATHER = 0.12, 0.18  # IOD: the mask reaches past the moving lips and chin, fading out
-EYE_GROW, EYE_FEATHER = 0.12, 0.12
-OUTLINE_FEATHER = 0.15  # IOD: the mouth mask fades out this far inside the face outline
-
-
-def attention_masks(
-    still_landmarks: np.ndarray, track_px: np.ndarray, iod: float, size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Where the generated motion may show: (mouth mask, eye mask), each (size, size) in [0, 1].
-
-    The mouth mask covers every position the moving lip and chin landmarks take over the
-    clip (so the opened mouth fits inside), grown and feathered, within the face outline;
-    the eye mask covers both eyes and lids.
-    """
-    still = np.asarray(still_landmarks, dtype=np.float64)
-    motion = np.linalg.norm(track_px - still[None], axis=2).max(axis=0) / iod
-    # The jaw's sides move a little too, but they are the face's outline against the
-    # background: generated there, the outline would waver. The chin and lips carry the motion.
-    moving = np.intersect1d(np.flatnonzero(motion > MOVE_THRESHOLD), MASK_POINTS)
-    if len(moving) >= 3:
-        points = np.concatenate([still[moving], track_px[:, moving].reshape(-1, 2)])
-        mouth = soft_region(points, size, MOUTH_GROW * iod, MOUTH_FEATHER * iod)
-        # ... and inside the still's face outline, fading out before it: the chin's edge against
-        # the neck and background stays the still's (a moving edge there shows as a ghost ring).
-        outline = polygon_mask(still[np.r_[0:27]], size) > 0.5
-        depth = ndimage.distance_transform_edt(outline) / max(OUTLINE_FEATHER * iod, 1e-6)
-        mouth = mouth * np.clip(depth, 0, 1).astype(np.float32) ** 2
-    else:
-        mouth = np.zeros((size, size), np.float32)
-    eyes = np.maximum(*(soft_region(still[e], size, EYE_GROW * iod, EYE_FEATHER * iod) for e in (LEFT_EYE, RIGHT_EYE)))
-    return mouth, eyes
-
-
 # --------------------------------------------------------------------------- the talking head
+
+
+MOUTH_POINTS = np.arange(48, 68)
+RELAXED_WIDTH = 0.88  # IOD: corner to corner of a relaxed, closed mouth
+RELAXED_CORNER_LIFT = 0.02  # IOD: how far a relaxed mouth's corners sit above the lips' centre line
+RELAX_SECONDS = 0.3  # a smile relaxes over this long at the start, not in one jump
+
+
+def relaxed(rest: np.ndarray) -> np.ndarray:
+    """A closed (68, 2) normalised mouth with its smile let go: no wider than a relaxed mouth,
+    corners no higher (a neutral face is left as it is)."""
+    out = np.array(rest, dtype=np.float64)
+    mouth = out[MOUTH_POINTS]
+    centre = mouth.mean(axis=0)
+    width = out[54, 0] - out[48, 0]
+    if width > RELAXED_WIDTH:
+        mouth[:, 0] = centre[0] + (mouth[:, 0] - centre[0]) * RELAXED_WIDTH / width
+    line = (out[62, 1] + out[66, 1]) / 2
+    lift = line - (out[48, 1] + out[54, 1]) / 2
+    if lift > RELAXED_CORNER_LIFT:
+        half = max((mouth[6, 0] - mouth[0, 0]) / 2, 1e-6)  # mouth[0], mouth[6]: the corners 48 and 54
+        middle = (mouth[0, 0] + mouth[6, 0]) / 2
+        reach = np.clip(np.abs(mouth[:, 0] - middle) / half, 0, 1) ** 2  # corners move, the centre stays
+        mouth[:, 1] += (lift - RELAXED_CORNER_LIFT) * reach
+    out[MOUTH_POINTS] = mouth
+    return out
 
 
 @dataclass
 class TalkingHead:
-    """A still face ready to talk: its code and render, where its landmarks are, the talk map."""
+    """A still face ready to talk: its code and render, the canvas the video shows, how to move it."""
 
     generator: Generator
     wplus: torch.Tensor  # (1, n_latent, dim)
     noise: list[torch.Tensor]
     talk_map: TalkMap
-    still: np.ndarray  # (H, W, 3) uint8
-    landmarks: np.ndarray  # (68, 2) in the still's pixels
-    box: tuple[int, int, int, int]  # dlib face box on the enlarged still
+    still: np.ndarray  # (S, S, 3) uint8: the generator's render
+    box: tuple[int, int, int, int]  # dlib face box on the enlarged render
+    canvas: Canvas  # what the video shows (the photo, its face, or the render enlarged)
+    warper: Warper
+    interior: MouthInterior
+
+    @property
+    def landmarks(self) -> np.ndarray:
+        """The still's landmarks in canvas pixels."""
+        return self.canvas.landmarks
 
     @property
     def shape(self) -> np.ndarray:
         """The still's landmarks in the normalised frame (what :func:`pipeline.talk.atnet.speech_track` takes)."""
-        return normalise(self.landmarks)[0]
+        return normalise(self.canvas.landmarks)[0]
 
     @property
     def iod(self) -> float:
-        return float(normalise(self.landmarks)[1].scale)
+        return self.canvas.iod
 
 
 def prepare(
-    G: Generator, wplus: torch.Tensor, talk_map: TalkMap, noise: list[torch.Tensor] | None = None
+    G: Generator,
+    wplus: torch.Tensor,
+    talk_map: TalkMap,
+    noise: list[torch.Tensor] | None = None,
+    photo: np.ndarray | None = None,
+    aligned=None,
+    paste: bool = True,
 ) -> TalkingHead:
-    """Render the still and find its landmarks, once per clip."""
+    """Render the still, find its landmarks and build the canvas, once per clip.
+
+    ``photo``, ``aligned``: the photo the face came from (its pixels are what moves); ``paste``:
+    the video shows the whole photo (else only its face, at the photo's resolution).
+    """
     if wplus.ndim != 3 or wplus.shape[0] != 1:
         raise UserError(f"a talking head needs one W+ code (1, n_latent, dim), got {tuple(wplus.shape)}")
     noise = (
         [n[:1].detach().cpu() for n in noise] if noise is not None else [b.detach().cpu() for b in G.noise_buffers()]
     )
-    still = render(G, wplus.detach().cpu().float(), noise, BATCH)[0]
+    wplus = wplus.detach().cpu().float()
+    still = render(G, wplus, noise, BATCH)[0]
     box = face_box(still)
-    landmarks = read_landmarks(still[None], box)[0]
-    return TalkingHead(G, wplus.detach().cpu().float(), noise, talk_map, still, landmarks, box)
+    # The generator's own face with its mouth as open as the talk map reaches: the mouth interior.
+    widest = np.zeros((1, len(MEASURES)))
+    widest[0, MEASURES.index("open")] = talk_map.limits[MEASURES.index("open"), 1]
+    opened = render(G, wplus + talk_map.offsets(widest, G.n_latent), noise, BATCH)[0]
+    canvas = make_canvas(still, photo, aligned, paste)
+    interior = MouthInterior.build(canvas, opened, read_landmarks(opened[None], box)[0])
+    return TalkingHead(G, wplus, noise, talk_map, still, box, canvas, Warper.for_canvas(canvas), interior)
 
 
 @dataclass
 class Clip:
-    frames: np.ndarray  # (T, H, W, 3) uint8
-    mouth_mask: np.ndarray  # (H, W) in [0, 1]
-    eye_mask: np.ndarray
+    frames: np.ndarray  # (T, H, W, 3) uint8, at the canvas's resolution
+    targets: np.ndarray  # (T, 68, 2) canvas pixels: where each frame's landmarks were moved to
     blinks: np.ndarray  # (T,) eye closure
-    changes: np.ndarray  # (T, 3) measure changes asked of the generator
     render_seconds: float
 
 
-def mouth_changes(track: np.ndarray, talk_map: TalkMap, rest: np.ndarray | None = None) -> np.ndarray:
-    """(T, 68, 2) normalised track -> (T, 3) measure changes to ask of the generator (eyes: 0).
+def frame_targets(
+    head: TalkingHead,
+    track: np.ndarray,
+    blinks: np.ndarray,
+    rest: np.ndarray | None = None,
+    sway: np.ndarray | None = None,
+    keep_expression: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(T, 68, 2) canvas-pixel landmarks for each frame and (T, R, 2) where the pinned ring goes
+    (None: it stays). See :func:`animate` for the arguments."""
+    from ..faces.align import apply
 
-    Changes are taken from the track's resting face (``rest``, default its first frame's
-    closed mouth) and scaled into the model's reach: a model whose faces open their mouths
-    only a little still shows every syllable, at its own scale, in proportion.
-    """
-    from .mouth import closed
-
-    track = np.asarray(track, dtype=np.float64)
-    rest = closed(track[0]) if rest is None else rest
-    scale = min(1.0, talk_map.limits[0, 1] / FULL_OPENING)
-    changes = np.zeros((len(track), len(MEASURES)))
-    changes[:, :2] = scale * (measures(track)[:, :2] - measures(rest)[:2])
-    return changes
+    track = np.array(track, dtype=np.float64)
+    n = len(track)
+    rest = closed(track[0]) if rest is None else np.asarray(rest, dtype=np.float64)
+    # The jaw moves with speech from where the still's jaw is: closing an open still (or one whose
+    # lips dlib misreads as parted) lifts the lower lip, never the chin's outline.
+    track[:, JAW] -= (rest - head.shape)[JAW][None]
+    if not keep_expression:
+        ease = np.clip((np.arange(n) + 1) / max(RELAX_SECONDS * FPS, 1), 0, 1) ** 2
+        track[:, MOUTH_POINTS] += ease[:, None, None] * (relaxed(rest) - rest)[MOUTH_POINTS][None]
+    frame = head.canvas.frame
+    targets = frame.invert(track.reshape(-1, 2)).reshape(n, 68, 2)
+    for t in np.flatnonzero(blinks > 0):
+        targets[t] = blink_landmarks(targets[t], float(blinks[t]))
+    if sway is None:
+        return targets, None
+    pivot = head.landmarks[8] + (head.landmarks[8] - head.landmarks[27]) * 0.6  # the neck, under the chin
+    rings = np.empty((n, *head.warper.ring.shape))
+    for t in range(n):
+        motion = np.vstack([sway_matrix(sway[t], pivot, head.iod), [0, 0, 1]])
+        targets[t], rings[t] = apply(motion, targets[t]), apply(motion, head.warper.ring)
+    return targets, rings
 
 
 def animate(
@@ -310,54 +341,32 @@ def animate(
     track: np.ndarray,
     blinks: np.ndarray | None = None,
     rest: np.ndarray | None = None,
-    batch: int = BATCH,
+    sway: np.ndarray | None = None,
+    keep_expression: bool = False,
 ) -> Clip:
-    """(T, 68, 2) normalised landmark track (mouth and jaw moving) -> frames of the head.
+    """(T, 68, 2) normalised landmark track (mouth and jaw moving) -> frames of the canvas.
 
-    ``blinks``: (T,) eye closure 0..1 (default: none); ``rest``: the track's resting face
-    (see :func:`mouth_changes`). The generator renders the code moved by the talk map; the
-    attention masks blend it onto the still.
+    ``blinks``: (T,) eye closure 0..1 (default: none); ``rest``: the track's resting face (default
+    its first frame, mouth closed); ``sway``: (T, 3) head motion from :func:`pipeline.talk.frames.head_sway`
+    (default: none); ``keep_expression``: keep the still's smile while talking (default: the mouth
+    relaxes, since people rarely talk through a fixed grin). Frames whose landmarks do not move
+    are the canvas itself.
     """
     start = time.time()
-    track = np.asarray(track, dtype=np.float64)
     n = len(track)
     blinks = np.zeros(n) if blinks is None else np.asarray(blinks, dtype=np.float64)
-    _, to_norm = normalise(head.landmarks)
-    changes = mouth_changes(track, head.talk_map, rest)
-    changes[:, 2] = blinks * head.talk_map.limits[2, 0]  # a blink closes the eyes as far as the model can
-    track_px = to_norm.invert(track.reshape(-1, 2)).reshape(track.shape)
-    size = head.still.shape[0]
-    mouth_mask, eye_mask = attention_masks(head.landmarks, track_px, head.iod, size)
-
-    G = head.generator
-    # Mouth and eyes render apart, each shown only through its own mask: the small side
-    # effects of one direction on the other region never reach the video.
-    mouth_changes_only, eye_changes_only = changes.copy(), np.zeros_like(changes)
-    mouth_changes_only[:, 2], eye_changes_only[:, 2] = 0.0, changes[:, 2]
-    mouth_offsets = head.talk_map.offsets(mouth_changes_only, G.n_latent)
-    blinking = np.flatnonzero(blinks > 0)
-    eye_offsets = head.talk_map.offsets(eye_changes_only[blinking], G.n_latent)
-    still_f = head.still.astype(np.float32)
-    out = np.repeat(still_f[None], n, axis=0)
-    moving = mouth_mask.any() and np.abs(mouth_changes_only).max() > 0
-    for lo in range(0, n, batch) if moving else ():
-        generated = render(G, head.wplus + mouth_offsets[lo : lo + batch], head.noise, batch).astype(np.float32)
-        out[lo : lo + batch] += mouth_mask[None, ..., None] * (generated - still_f)
-    for lo in range(0, len(blinking), batch):
-        idx = blinking[lo : lo + batch]
-        generated = render(G, head.wplus + eye_offsets[lo : lo + batch], head.noise, batch).astype(np.float32)
-        weight = (eye_mask[None] * np.clip(blinks[idx] * 3, 0, 1)[:, None, None])[..., None]
-        out[idx] += weight * (generated - still_f)
-    frames = np.clip(out + 0.5, 0, 255).astype(np.uint8)
-    return Clip(frames, mouth_mask, eye_mask, blinks, changes, time.time() - start)
-
-
-def paste_frames(frames: np.ndarray, photo: np.ndarray, aligned, still: np.ndarray) -> np.ndarray:
-    """Each frame's change from the ``still`` applied to the photo itself, at its resolution
-    (see :func:`pipeline.faces.photo_render.render_on_photo`)."""
-    from ..faces.photo_render import render_on_photo
-
-    return np.stack([render_on_photo(photo, aligned, still, frame).photo for frame in frames])
+    targets, rings = frame_targets(head, track, blinks, rest, sway, keep_expression)
+    canvas, iod = head.canvas, head.iod
+    frames = np.empty((n, *canvas.image.shape), np.uint8)
+    for t in range(n):
+        still = rings is None and np.abs(targets[t] - canvas.landmarks).max() < 0.05
+        if still:
+            frames[t] = canvas.image
+            continue
+        image = head.warper.warp(targets[t], None if rings is None else rings[t])
+        image = head.interior.fill(image, targets[t], iod)
+        frames[t] = shade_lids(image, targets[t], float(blinks[t]), iod)
+    return Clip(frames, targets, blinks, time.time() - start)
 
 
 def strip(
@@ -430,8 +439,11 @@ def talk_video(
     pitch: int = 50,
     method: str | None = None,
     noise: list[torch.Tensor] | None = None,
-    paste: tuple[np.ndarray, object] | None = None,
+    photo: tuple[np.ndarray, object] | None = None,
+    paste: bool = True,
     blinks: bool = True,
+    head_motion: bool = True,
+    keep_expression: bool = False,
     seed: int = 0,
     model_name: str = "",
     speech_model=None,
@@ -439,8 +451,10 @@ def talk_video(
 ) -> TalkResult:
     """A face saying ``text`` (espeak-ng) or lip-syncing ``audio``, as an MP4 with the sound.
 
-    ``paste``: (photo, :class:`pipeline.faces.align.AlignedFace`) to put every frame back into the
-    photo. ``speech_model``: a loaded :class:`pipeline.talk.atnet.TalkModel` (loaded when needed).
+    ``photo``: (photo, :class:`pipeline.faces.align.AlignedFace`) the face came from: the frames
+    move the photo's own pixels, and show the whole photo (``paste``) or its face at the photo's
+    resolution. ``head_motion``: a slight natural sway; ``keep_expression``: keep a smile while
+    talking. ``speech_model``: a loaded :class:`pipeline.talk.atnet.TalkModel` (loaded when needed).
     ``dlib_lock``: held while dlib reads the still (its models are not thread-safe).
     """
     from contextlib import nullcontext
@@ -452,20 +466,17 @@ def talk_video(
     timings: dict[str, float] = {}
     t0 = time.time()
     with dlib_lock or nullcontext():
-        head = prepare(G, wplus, talk_map, noise)
+        head = prepare(G, wplus, talk_map, noise, *(photo or (None, None)), paste=paste)
     timings["still"] = time.time() - t0
     t0 = time.time()
     track = speech_track(text=text, audio=audio, face=head.shape, voice=voice, wpm=wpm, pitch=pitch,
                          method=method, model=speech_model)  # fmt: skip
     timings["speech"] = time.time() - t0
     n = len(track.landmarks)
-    clip = animate(head, track.landmarks, blink_track(n, seed) if blinks else None, rest=track.face)
+    clip = animate(head, track.landmarks, blink_track(n, seed) if blinks else None, rest=track.face,
+                   sway=head_sway(n, seed) if head_motion else None, keep_expression=keep_expression)  # fmt: skip
     timings["render"] = clip.render_seconds
     frames = clip.frames
-    if paste is not None:
-        t0 = time.time()
-        frames = paste_frames(frames, *paste, head.still)
-        timings["paste"] = time.time() - t0
     t0 = time.time()
     tag = f"{model_name}+atnet-{track.method}" if model_name else f"atnet-{track.method}"
     path = write_video(frames, track.wave, SAMPLE_RATE, out, fps=FPS, metadata={"model": tag})

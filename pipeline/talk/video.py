@@ -134,3 +134,14 @@ def sketch(track: np.ndarray, size: int = 256) -> np.ndarray:
             draw.line([tuple(points[j]) for j in [*idx, idx[0]]], fill=colour, width=2)
         frames[i] = np.asarray(image)
     return frames
+
+
+def read_frames(path: str | Path) -> np.ndarray:
+    """(T, H, W, 3) uint8 frames of a video, decoded as a player shows them."""
+    info = probe(path)
+    w, h = info["video"]["width"], info["video"]["height"]
+    cmd = [_ffmpeg(), "-hide_banner", "-loglevel", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    result = subprocess.run(cmd, capture_output=True, timeout=TIMEOUT_SECONDS)
+    if result.returncode != 0:
+        raise UserError(f"ffmpeg could not read {Path(path).name}: {result.stderr.decode('utf-8', 'replace')[-200:]}")
+    return np.frombuffer(result.stdout, np.uint8).reshape(-1, h, w, 3)

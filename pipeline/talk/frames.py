@@ -1,0 +1,431 @@
+"""Talking-head frames at the photo's resolution: the photo's own pixels moved by the landmark track.
+
+The VG step of ATVGnet, done on the photo instead of on a generated face:
+
+* **Canvas.** What the video shows: the whole photo (pasted back), the photo's face cut at its
+  own resolution, or, for a face with no photo, the generator's render enlarged. Its 68
+  landmarks are dlib's, read at that resolution.
+* **Motion.** Every frame is the canvas warped by a thin-plate spline that takes the still's
+  landmarks to the frame's (lips and jaw from the speech track, eyelids for blinks, the whole
+  head for a little natural motion), pinned to zero on a ring around the head and at the
+  edge of the work box, so hair, background and identity stay the photo's own pixels.
+* **Mouth interior.** Where the lips part there is nothing in the photo to move: the opening
+  is filled from the generator's mouth-open render of the same face, warped onto the opening,
+  and shaded as a mouth is (upper teeth under the upper lip, a dark cavity behind), because a
+  small generator blurs that depth away. ATVGnet's blend v = m·a + (1−a)·i: the attention
+  ``a`` is the inner-lip polygon, soft at its edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .mouth import INNER_LOWER, INNER_UPPER, LEFT_EYE, RIGHT_EYE, Similarity, normalise
+
+VIDEO_SIDE = 256  # a face with no photo is shown at this size (the render enlarged)
+MAX_CANVAS_SIDE = 1280  # larger photos are shrunk to this before they are animated
+RING_SCALE = 1.35  # the pinned ring: the face's hull (brows raised) grown by this about its centre
+BOX_MARGIN = 0.6  # IOD beyond the ring: the work box, pinned at its edge
+GRID_STEP = 0.08  # IOD: the spline is evaluated on a grid this fine, then interpolated
+DETAIL_MARGIN = 0.3  # IOD around the eyes and the mouth where the spline is evaluated per pixel
+DETAIL_STEP = 2.0  # px: the mouth's fine grid (the eyes, while blinking, get every pixel)
+DETAIL_FADE = 0.15  # IOD: ... fading into the coarse field towards that box's edge
+SMOOTHING = 1e-3  # spline regularisation (IOD^2): coincident points with different motions stay finite
+FOREHEAD_LIFT = 0.6  # IOD: brows raised by this for the ring, so it encloses the forehead
+
+# Blinks: the upper lid comes down to the lower one, which rises a little.
+UPPER_LID = {37: 41, 38: 40, 43: 47, 44: 46}  # upper lid point -> the lower lid point under it
+LOWER_LID_RISE = 0.15  # share of the gap the lower lid closes
+LASH_SHADE = 0.22  # darkening along the closed lid line (lashes), at full closure
+
+# Head motion: a slow, small sway about the neck, from a few sinusoids.
+HEAD_DEGREES = 2.0  # peak roll
+HEAD_SHIFT = 0.03  # IOD, peak translation
+HEAD_FREQUENCIES = (0.23, 0.37, 0.61)  # Hz
+
+# The mouth interior, in the opening's own coordinates (u across, -1..1; v from upper to lower lip, 0..1).
+TEETH_HEIGHT = 0.06  # IOD: visible upper teeth when the mouth is open enough
+TEETH_SHARE = 0.35  # ... at most this share of the opening
+TEETH_FROM = 0.03  # IOD of opening before the teeth show
+LOWER_TEETH_FROM = 0.12  # IOD of opening before lower teeth show
+TEETH_WIDTH = 0.82  # share of the opening's width the teeth span
+TEETH_COLOUR = np.array([205.0, 195.0, 178.0])  # a warm off-white, scaled to the face's lighting
+CAVITY_DEPTH = 0.18  # cavity brightness at its deepest, relative to the lining
+LINING = 0.55  # brightness of the lining just inside the lips, relative to the generator's interior
+EDGE_FEATHER = 0.012  # IOD: soft edge of the opening
+
+
+@dataclass
+class Canvas:
+    """The image the video animates and where its face is."""
+
+    image: np.ndarray  # (H, W, 3) uint8
+    landmarks: np.ndarray  # (68, 2) in canvas pixels
+    render_to_canvas: np.ndarray  # (3, 3) generator render pixel -> canvas pixel
+    render_size: int
+
+    @property
+    def frame(self) -> Similarity:
+        return normalise(self.landmarks)[1]
+
+    @property
+    def iod(self) -> float:
+        return self.frame.scale
+
+
+def _scale_matrix(factor: float) -> np.ndarray:
+    """Pixel-centre scaling (pixel i of the small image covers pixel (i + 0.5) * factor - 0.5)."""
+    return np.array([[factor, 0, 0.5 * factor - 0.5], [0, factor, 0.5 * factor - 0.5], [0, 0, 1]])
+
+
+def make_canvas(still: np.ndarray, photo=None, aligned=None, paste: bool = True) -> Canvas:
+    """The canvas for a still render (``still``, the generator's face), optionally from its photo.
+
+    ``photo``, ``aligned``: the photo the face was aligned from (:class:`pipeline.faces.align.AlignedFace`);
+    ``paste``: the whole photo (True) or only its face at the photo's resolution (False).
+    """
+    from ..faces.align import apply, resize_matrix
+    from ..faces.photo_render import face_size_in_photo, face_view
+    from .talking_head import face_box, read_landmarks
+
+    size = still.shape[0]
+    if photo is None or aligned is None:
+        factor = VIDEO_SIDE / size
+        image = np.asarray(cv2.resize(still, (VIDEO_SIDE, VIDEO_SIDE), interpolation=cv2.INTER_CUBIC))
+        landmarks = read_landmarks(still[None], face_box(still))[0]
+        matrix = _scale_matrix(factor)
+        return Canvas(image, apply(matrix, landmarks), matrix, size)
+    to_photo = aligned.matrix_for(size, size)  # render pixel -> photo pixel
+    if paste:
+        image, landmarks, matrix = photo, np.asarray(aligned.face.landmarks, np.float64), to_photo
+        longest = max(photo.shape[:2])
+        if longest > MAX_CANVAS_SIDE:  # a video of a 4000 px photo would be slow and huge
+            factor = MAX_CANVAS_SIDE / longest
+            h, w = (max(2, round(s * factor)) for s in photo.shape[:2])
+            shrink = resize_matrix((photo.shape[1], photo.shape[0]), (w, h))
+            image = np.asarray(cv2.resize(photo, (w, h), interpolation=cv2.INTER_AREA))
+            landmarks, matrix = apply(shrink, landmarks), shrink @ to_photo
+        return Canvas(np.ascontiguousarray(image), landmarks, matrix, size)
+    side = face_size_in_photo(aligned)
+    face_to_photo = aligned.matrix_for(side, side)
+    to_face = np.linalg.inv(face_to_photo)
+    landmarks = apply(to_face, np.asarray(aligned.face.landmarks, np.float64))
+    return Canvas(face_view(photo, aligned), landmarks, to_face @ to_photo, size)
+
+
+# --------------------------------------------------------------------------- the spline
+
+
+def _kernel(r2: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(r2 > 0, r2 * np.log(r2), 0.0)
+
+
+def spline_field(centres: np.ndarray, values: np.ndarray, points: np.ndarray, smoothing: float = SMOOTHING) -> np.ndarray:
+    """Thin-plate spline through ``values`` ((N, 2)) at ``centres`` ((N, 2)), evaluated at ``points`` ((M, 2))."""
+    n = len(centres)
+    d2 = ((centres[:, None] - centres[None]) ** 2).sum(-1)
+    system = np.zeros((n + 3, n + 3))
+    system[:n, :n] = _kernel(d2) + smoothing * np.eye(n)
+    system[:n, n] = 1
+    system[:n, n + 1 :] = centres
+    system[n, :n] = 1
+    system[n + 1 :, :n] = centres.T
+    rhs = np.zeros((n + 3, 2))
+    rhs[:n] = values
+    coef = np.linalg.lstsq(system, rhs, rcond=None)[0]
+    k = _kernel(((points[:, None] - centres[None]) ** 2).sum(-1))
+    return k @ coef[:n] + coef[n] + points @ coef[n + 1 :]
+
+
+def _ring(landmarks: np.ndarray, frame: Similarity, count: int = 24) -> np.ndarray:
+    """Points around the head (normalised frame): where the motion fades to nothing."""
+    from scipy.spatial import ConvexHull
+
+    shape = frame.apply(landmarks)
+    lifted = shape[17:27] - [0, FOREHEAD_LIFT]
+    outline = np.concatenate([shape[0:17], lifted])
+    hull = outline[ConvexHull(outline).vertices]
+    centre = hull.mean(axis=0)
+    angles = np.arctan2(hull[:, 1] - centre[1], hull[:, 0] - centre[0])
+    radii = np.linalg.norm(hull - centre, axis=1) * RING_SCALE
+    order = np.argsort(angles)
+    wanted = np.linspace(-np.pi, np.pi, count, endpoint=False)
+    r = np.interp(wanted, angles[order], radii[order], period=2 * np.pi)
+    return centre + np.stack([np.cos(wanted), np.sin(wanted)], axis=1) * r[:, None]
+
+
+@dataclass
+class Warper:
+    """Moves a canvas's pixels from the still's landmarks to a frame's, inside a box around the face."""
+
+    canvas: Canvas
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 (canvas pixels)
+    ring: np.ndarray  # (R, 2) canvas pixels
+    edge: np.ndarray  # (E, 2) canvas pixels on the box's edge
+    grid: np.ndarray  # (gh, gw, 2) canvas pixels where the spline is evaluated
+    feather: np.ndarray  # (bh, bw, 1) 1 inside the box, 0 at its edge
+
+    @classmethod
+    def for_canvas(cls, canvas: Canvas) -> Warper:
+        frame = canvas.frame
+        ring_n = _ring(canvas.landmarks, frame)
+        ring = frame.invert(ring_n)
+        iod = canvas.iod
+        h, w = canvas.image.shape[:2]
+        lo = np.floor(ring.min(axis=0) - BOX_MARGIN * iod).astype(int)
+        hi = np.ceil(ring.max(axis=0) + BOX_MARGIN * iod).astype(int)
+        x0, y0 = max(0, lo[0]), max(0, lo[1])
+        x1, y1 = min(w, hi[0]), min(h, hi[1])
+        step = max(2.0, GRID_STEP * iod)
+        xs = np.linspace(x0, x1 - 1, max(2, int(np.ceil((x1 - x0) / step)) + 1))
+        ys = np.linspace(y0, y1 - 1, max(2, int(np.ceil((y1 - y0) / step)) + 1))
+        grid = np.stack(np.meshgrid(xs, ys), axis=-1)
+        per_side = max(2, int(np.ceil(max(x1 - x0, y1 - y0) / (0.5 * iod))))
+        t = np.linspace(0, 1, per_side, endpoint=False)
+        edge = np.concatenate([
+            np.stack([x0 + t * (x1 - 1 - x0), np.full_like(t, y0)], 1),
+            np.stack([np.full_like(t, x1 - 1), y0 + t * (y1 - 1 - y0)], 1),
+            np.stack([x1 - 1 - t * (x1 - 1 - x0), np.full_like(t, y1 - 1)], 1),
+            np.stack([np.full_like(t, x0), y1 - 1 - t * (y1 - 1 - y0)], 1),
+        ])  # fmt: skip
+        # Pinned only where the box is inside the canvas: at the canvas's own border the image just ends.
+        inside = ((edge[:, 0] > 0) | (x0 > 0)) & ((edge[:, 1] > 0) | (y0 > 0))
+        inside &= ((edge[:, 0] < w - 1) | (x1 < w)) & ((edge[:, 1] < h - 1) | (y1 < h))
+        bh, bw = y1 - y0, x1 - x0
+        d = np.minimum.outer(np.minimum(np.arange(bh), bh - 1 - np.arange(bh)),
+                             np.minimum(np.arange(bw), bw - 1 - np.arange(bw)))  # fmt: skip
+        fade = max(2.0, 0.15 * iod)
+        feather = np.clip(d / fade, 0, 1).astype(np.float32)[..., None]
+        return cls(canvas, (x0, y0, x1, y1), ring, edge[inside], grid, feather)
+
+    def warp(self, target: np.ndarray, ring_target: np.ndarray | None = None) -> np.ndarray:
+        """The canvas with its still landmarks moved to ``target`` ((68, 2) canvas pixels).
+
+        ``ring_target``: where the ring goes (it moves with the head; default: stays).
+        """
+        source = self.canvas.landmarks
+        ring_target = self.ring if ring_target is None else ring_target
+        lids = list(UPPER_LID.items())
+        closing = max((source[lo, 1] - source[up, 1]) - (target[lo, 1] - target[up, 1]) for up, lo in lids)
+        blinking = closing > 0.5  # px: the lids are closing (a sway moves them, but keeps their gap)
+        target = _parted(target, source, self.canvas.iod)
+        centres = np.concatenate([target, _creases(target), ring_target, self.edge])
+        values = np.concatenate([source - target, _creases(source) - _creases(target), self.ring - ring_target,
+                                 np.zeros_like(self.edge)])  # fmt: skip
+        iod = self.canvas.iod
+        gh, gw = self.grid.shape[:2]
+        # In IOD units, so the smoothing means the same at every photo size.
+        shift = spline_field(centres / iod, values / iod, self.grid.reshape(-1, 2) / iod) * iod
+        x0, y0, x1, y1 = self.box
+        field = cv2.resize(shift.reshape(gh, gw, 2).astype(np.float32), (x1 - x0, y1 - y0),
+                           interpolation=cv2.INTER_LINEAR)  # fmt: skip
+        # Lids closing and lips meeting fold the motion within a pixel or two: the coarse grid cannot
+        # hold that, so around the eyes and the mouth the spline is evaluated at every pixel.
+        for points, step in ((target[36:48], 1.0), (target[48:68], DETAIL_STEP)) if blinking else ((target[48:68], DETAIL_STEP),):
+            lo = np.floor(points.min(axis=0) - DETAIL_MARGIN * iod).astype(int)
+            hi = np.ceil(points.max(axis=0) + DETAIL_MARGIN * iod).astype(int)
+            bx0, by0 = max(lo[0], x0), max(lo[1], y0)
+            bx1, by1 = min(hi[0], x1), min(hi[1], y1)
+            if bx1 <= bx0 or by1 <= by0:
+                continue
+            yy, xx = np.mgrid[by0:by1, bx0:bx1]
+            gy = np.linspace(by0, by1 - 1, max(2, int(np.ceil((by1 - by0) / step))))
+            gx = np.linspace(bx0, bx1 - 1, max(2, int(np.ceil((bx1 - bx0) / step))))
+            pixels = np.stack(np.meshgrid(gx, gy), axis=-1).reshape(-1, 2)
+            fine = spline_field(centres / iod, values / iod, pixels / iod).reshape(len(gy), len(gx), 2) * iod
+            exact = cv2.resize(fine.astype(np.float32), (bx1 - bx0, by1 - by0), interpolation=cv2.INTER_LINEAR)
+            # Blended into the coarse field over the box's outer part: no seam where the detail ends.
+            d = np.minimum.outer(np.minimum(yy[:, 0] - by0, by1 - 1 - yy[:, 0]), np.minimum(xx[0] - bx0, bx1 - 1 - xx[0]))
+            weight = np.clip(d / (DETAIL_FADE * iod), 0, 1)[..., None].astype(np.float32)
+            part = field[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0]
+            part += (exact.astype(np.float32) - part) * weight
+        ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+        moved = cv2.remap(self.canvas.image, xs + field[..., 0], ys + field[..., 1], cv2.INTER_CUBIC,
+                          borderMode=cv2.BORDER_REFLECT)  # fmt: skip
+        out = self.canvas.image.copy()
+        region = out[y0:y1, x0:x1].astype(np.float32)
+        out[y0:y1, x0:x1] = np.clip(region + (moved - region) * self.feather + 0.5, 0, 255).astype(np.uint8)
+        return out
+
+
+# --------------------------------------------------------------------------- targets
+
+
+MIN_PART = 0.015  # IOD: facing inner-lip points closer than this are held apart for the spline
+
+
+CREASE = 0.45  # the lid crease: this far from the eye line towards the brow, pinned (it stays while the lid closes)
+
+
+def _creases(landmarks: np.ndarray) -> np.ndarray:
+    """(6, 2) points on each upper lid's crease, from the brows and eye corners (not the lids)."""
+    out = []
+    for brow, (a, b) in ((np.arange(17, 22), (36, 39)), (np.arange(22, 27), (42, 45))):
+        corners = landmarks[[a, b]]
+        for t in (0.25, 0.5, 0.75):
+            on_eye = corners[0] + t * (corners[1] - corners[0])
+            on_brow = landmarks[brow[int(round(t * 4))]]
+            out.append(on_eye + CREASE * (on_brow - on_eye))
+    return np.array(out)
+
+
+def _parted(target: np.ndarray, source: np.ndarray, iod: float) -> np.ndarray:
+    """Closed lips (or lids) put two spline centres on one spot with different motions (a fold);
+    holding them a hair apart, never further than they are in the still, keeps the spline smooth,
+    and the hair is the dark line where lips meet."""
+    out = np.array(target, dtype=np.float64)
+    pairs = list(zip(INNER_UPPER, INNER_LOWER)) + list(UPPER_LID.items())
+    for upper, lower in pairs:
+        least = min(MIN_PART * iod, source[lower, 1] - source[upper, 1])
+        short = max(least - (out[lower, 1] - out[upper, 1]), 0) / 2
+        out[upper, 1] -= short
+        out[lower, 1] += short
+    return out
+
+
+def blink_landmarks(landmarks: np.ndarray, closure: float) -> np.ndarray:
+    """(68, 2) landmarks with the eyes ``closure`` (0 open, 1 shut) closed."""
+    out = np.array(landmarks, dtype=np.float64)
+    for upper, lower in UPPER_LID.items():
+        gap = landmarks[lower] - landmarks[upper]
+        out[upper] = landmarks[upper] + closure * (1 - LOWER_LID_RISE) * gap
+        out[lower] = landmarks[lower] - closure * LOWER_LID_RISE * gap
+    return out
+
+
+def head_sway(n_frames: int, seed: int = 0, fps: int = 25) -> np.ndarray:
+    """(n_frames, 3) roll (degrees) and shift (x, y in IOD): a slow, small, smooth sway."""
+    rng = np.random.default_rng(seed + 1)
+    t = np.arange(n_frames) / fps
+    out = np.zeros((n_frames, 3))
+    for i, peak in enumerate((HEAD_DEGREES, HEAD_SHIFT, HEAD_SHIFT * 0.6)):
+        phases = rng.uniform(0, 2 * np.pi, len(HEAD_FREQUENCIES))
+        wave = sum(np.sin(2 * np.pi * f * t + p) for f, p in zip(HEAD_FREQUENCIES, phases))
+        wave -= wave[0]  # the first frame is the still
+        out[:, i] = peak * wave / len(HEAD_FREQUENCIES)
+    return out
+
+
+def sway_matrix(pose: np.ndarray, pivot: np.ndarray, iod: float) -> np.ndarray:
+    """(2, 3) rigid motion of canvas pixels for one frame of :func:`head_sway`, rolling about ``pivot``."""
+    angle = np.deg2rad(pose[0])
+    c, s = np.cos(angle), np.sin(angle)
+    rot = np.array([[c, -s], [s, c]])
+    shift = pivot - rot @ pivot + np.asarray(pose[1:]) * iod
+    return np.concatenate([rot, shift[:, None]], axis=1)
+
+
+# --------------------------------------------------------------------------- the mouth interior
+
+
+def _opening_curves(shape: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Upper and lower inner-lip heights at ``xs`` (normalised frame)."""
+    out = []
+    for points in (shape[[60, *INNER_UPPER, 64]], shape[[60, *INNER_LOWER[::-1], 64]]):
+        # A parabola through the five points: lips are smooth curves, not the polygon's corners.
+        x0, x1 = points[0, 0], points[-1, 0]
+        coef = np.polyfit(points[:, 0], points[:, 1], 2)
+        out.append(np.polyval(coef, np.clip(xs, x0, x1)))
+    return out[0], out[1]
+
+
+@dataclass
+class MouthInterior:
+    """The generator's mouth-open render of the face, ready to fill any opening of the canvas."""
+
+    render: np.ndarray  # (S, S, 3) the generator's face with its mouth open
+    inner_lips: np.ndarray  # (8, 2) its inner-lip points (render pixels), 60..67
+    render_to_canvas: np.ndarray
+    teeth: np.ndarray  # (3,) teeth colour under the face's lighting
+    still_gap: float  # the canvas's own inner-lip gap (IOD)
+
+    @classmethod
+    def build(cls, canvas: Canvas, open_render: np.ndarray, open_landmarks: np.ndarray) -> MouthInterior:
+        from ..faces.face_geometry import skin_luminance
+
+        light = np.clip(skin_luminance(canvas.image, canvas.landmarks) / 170.0, 0.45, 1.05)
+        shape = normalise(canvas.landmarks)[0]
+        still_gap = max(float(np.mean(shape[INNER_LOWER, 1] - shape[INNER_UPPER, 1])), 0.0)
+        return cls(open_render, np.asarray(open_landmarks, np.float64)[60:68], canvas.render_to_canvas,
+                   TEETH_COLOUR * light, still_gap)  # fmt: skip
+
+    def fill(self, frame: np.ndarray, target: np.ndarray, iod: float) -> np.ndarray:
+        """``frame`` with the opening between ``target``'s inner lips ((68, 2) canvas px) filled."""
+        shape, to_norm = normalise(target)
+        gap = float(np.mean(shape[INNER_LOWER, 1] - shape[INNER_UPPER, 1]))
+        if (gap - self.still_gap) * iod < 0.75:  # not open beyond the still's own mouth: nothing new to fill
+            return frame
+        inner = target[60:68]
+        h, w = frame.shape[:2]
+        pad = 3
+        x0, y0 = np.maximum(np.floor(inner.min(axis=0)).astype(int) - pad, 0)
+        x1, y1 = np.minimum(np.ceil(inner.max(axis=0)).astype(int) + pad + 1, [w, h])
+        if x1 <= x0 or y1 <= y0:
+            return frame
+        ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+        pixels = np.stack([xs.ravel(), ys.ravel()], axis=1)
+        local = to_norm.apply(pixels)
+        top, bottom = _opening_curves(shape, local[:, 0])
+        height = np.maximum(bottom - top, 1e-6)
+        v = (local[:, 1] - top) / height
+        half = max((shape[64, 0] - shape[60, 0]) / 2, 1e-6)
+        u = (local[:, 0] - (shape[60, 0] + shape[64, 0]) / 2) / half
+        edge = EDGE_FEATHER / max(gap, 1e-6)
+        alpha = np.clip(np.minimum(v, 1 - v) / edge + 0.5, 0, 1) * np.clip((1 - np.abs(u)) / 0.08, 0, 1)
+        colour = self._colour(pixels, target, gap, height, u, v)
+        alpha = alpha.reshape(y1 - y0, x1 - x0, 1)
+        out = frame.copy()
+        region = out[y0:y1, x0:x1].astype(np.float64)
+        out[y0:y1, x0:x1] = np.clip(region + (colour.reshape(region.shape) - region) * alpha + 0.5, 0, 255)
+        return out
+
+    def _colour(self, pixels, target, gap, height, u, v) -> np.ndarray:
+        """(M, 3) interior colour: the generator's render warped onto the opening, then shaded."""
+        to_render = np.linalg.inv(self.render_to_canvas)
+        # The frame's opening, in render pixels -> the render's own opening (an affine fit of the 8 inner-lip points).
+        dst = np.concatenate([target[60:68], np.ones((8, 1))], axis=1) @ to_render[:2].T
+        affine, _ = cv2.estimateAffine2D(dst.astype(np.float32), self.inner_lips.astype(np.float32), method=cv2.LMEDS)
+        if affine is None:
+            affine = np.eye(3)[:2]
+        at = np.concatenate([pixels, np.ones((len(pixels), 1))], axis=1) @ to_render[:2].T
+        at = at @ affine[:, :2].T + affine[:, 2]
+        base = cv2.remap(self.render.astype(np.float32), at[:, 0].astype(np.float32).reshape(-1, 1),
+                         at[:, 1].astype(np.float32).reshape(-1, 1), cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE).reshape(-1, 3)  # fmt: skip
+        # Depth: bright just inside the lips, darkest in the middle and towards the corners' shadow.
+        depth = np.sin(np.pi * np.clip(v, 0, 1)) * np.clip(1 - u**2, 0, 1)
+        shade = LINING + (CAVITY_DEPTH - LINING) * np.sqrt(depth)
+        colour = base * shade[:, None]
+        # Upper teeth hang from the upper lip; lower teeth show only when the jaw is well open.
+        teeth_h = min(TEETH_HEIGHT, TEETH_SHARE * gap) * np.clip((gap - TEETH_FROM) / TEETH_FROM, 0, 1)
+        if teeth_h <= 0:
+            return colour
+        across = np.clip((TEETH_WIDTH - np.abs(u)) / 0.3, 0, 1) * 0.9
+        upper = np.clip((teeth_h - v * height) / (0.3 * teeth_h), 0, 1) * across
+        teeth = self.teeth * (1 - 0.45 * u[:, None] ** 2) * (0.75 + 0.25 * (1 - v[:, None]))
+        colour = colour + (teeth - colour) * upper[:, None]
+        if gap > LOWER_TEETH_FROM:
+            low_h = 0.4 * teeth_h * min(1.0, (gap - LOWER_TEETH_FROM) / 0.08)
+            lower = np.clip((low_h - (1 - v) * height) / (0.3 * max(low_h, 1e-6)), 0, 1) * across * 0.85
+            colour = colour + (teeth * 0.85 - colour) * lower[:, None]
+        return colour
+
+
+def shade_lids(frame: np.ndarray, target: np.ndarray, closure: float, iod: float) -> np.ndarray:
+    """A faint lash line along closed lids: a shut eye is a dark line, not a patch of skin."""
+    if closure < 0.3:
+        return frame
+    out = frame.astype(np.float32)
+    strength = LASH_SHADE * min(1.0, (closure - 0.3) / 0.6)
+    width = max(1, int(round(0.025 * iod)))
+    mask = np.zeros(frame.shape[:2], np.float32)
+    for eye in (LEFT_EYE, RIGHT_EYE):
+        line = target[[eye[0], eye[1], eye[2], eye[3]]]
+        cv2.polylines(mask, [np.round(line * 4).astype(np.int32)], False, 1.0, width * 4, cv2.LINE_AA, shift=2)
+    mask = cv2.GaussianBlur(mask, (0, 0), max(0.6, 0.01 * iod))
+    out *= 1 - strength * mask[..., None]
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
