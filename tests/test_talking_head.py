@@ -20,8 +20,8 @@ from pipeline.latent.files import Latent, save_latent
 from pipeline.models.checkpoints import load_native
 from pipeline.talk.atnet import load_talk_model
 from pipeline.talk.audio import FPS
-from pipeline.talk.mouth import PARAMS, articulate, closed
 from pipeline.talk.frames import VIDEO_SIDE
+from pipeline.talk.mouth import PARAMS, articulate, closed
 from pipeline.talk.talking_head import (
     MEASURES,
     TalkMap,
@@ -275,8 +275,8 @@ def test_fitted_talk_map_opens_the_mouth(model):
     talk_map = fit_talk_map(G, faces=60, trial_faces=4, calibration_faces=24, log=lambda _: None)
     assert set(talk_map.layers) == {"mouth", "eyes"} and talk_map.limits[0, 1] > 0
     head = prepare(G, G.mean_w()[:, None].repeat(1, G.n_latent, 1), talk_map)
-    from pipeline.talk.talking_head import read_landmarks
     from pipeline.models.render import render
+    from pipeline.talk.talking_head import read_landmarks
 
     widest = np.zeros((1, 3))
     widest[0, MEASURES.index("open")] = talk_map.limits[0, 1]

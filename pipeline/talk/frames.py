@@ -81,23 +81,20 @@ def _scale_matrix(factor: float) -> np.ndarray:
     return np.array([[factor, 0, 0.5 * factor - 0.5], [0, factor, 0.5 * factor - 0.5], [0, 0, 1]])
 
 
-def make_canvas(still: np.ndarray, photo=None, aligned=None, paste: bool = True) -> Canvas:
-    """The canvas for a still render (``still``, the generator's face), optionally from its photo.
+def make_canvas(still: np.ndarray, still_landmarks: np.ndarray, photo=None, aligned=None, paste: bool = True) -> Canvas:
+    """The canvas for a still render (``still``, the generator's face, with its dlib landmarks), optionally from its photo.
 
     ``photo``, ``aligned``: the photo the face was aligned from (:class:`pipeline.faces.align.AlignedFace`);
     ``paste``: the whole photo (True) or only its face at the photo's resolution (False).
     """
     from ..faces.align import apply, resize_matrix
     from ..faces.photo_render import face_size_in_photo, face_view
-    from .talking_head import face_box, read_landmarks
-
     size = still.shape[0]
     if photo is None or aligned is None:
         factor = VIDEO_SIDE / size
         image = np.asarray(cv2.resize(still, (VIDEO_SIDE, VIDEO_SIDE), interpolation=cv2.INTER_CUBIC))
-        landmarks = read_landmarks(still[None], face_box(still))[0]
         matrix = _scale_matrix(factor)
-        return Canvas(image, apply(matrix, landmarks), matrix, size)
+        return Canvas(image, apply(matrix, still_landmarks), matrix, size)
     to_photo = aligned.matrix_for(size, size)  # render pixel -> photo pixel
     if paste:
         image, landmarks, matrix = photo, np.asarray(aligned.face.landmarks, np.float64), to_photo

@@ -288,7 +288,7 @@ def prepare(
     widest = np.zeros((1, len(MEASURES)))
     widest[0, MEASURES.index("open")] = talk_map.limits[MEASURES.index("open"), 1]
     opened = render(G, wplus + talk_map.offsets(widest, G.n_latent), noise, BATCH)[0]
-    canvas = make_canvas(still, photo, aligned, paste)
+    canvas = make_canvas(still, read_landmarks(still[None], box)[0], photo, aligned, paste)
     interior = MouthInterior.build(canvas, opened, read_landmarks(opened[None], box)[0])
     return TalkingHead(G, wplus, noise, talk_map, still, box, canvas, Warper.for_canvas(canvas), interior)
 
