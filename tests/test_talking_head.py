@@ -142,7 +142,8 @@ def test_blinks_close_the_lids_only_while_blinking(model):
     assert (lids > 0).all()
     visible = np.abs(clip.frames[5].astype(int) - head.canvas.image).max(axis=-1) > 12
     rows = np.flatnonzero(visible.any(axis=1))
-    assert len(rows) and rows.max() < head.landmarks[48:68, 1].min() and rows.min() > head.landmarks[17:27, 1].min() - 10
+    eye_rows = rows[rows < head.landmarks[30, 1]]  # above the nose tip
+    assert len(eye_rows) and eye_rows.min() > head.landmarks[17:27, 1].min() - 10  # nothing moves above the brows
 
 
 def test_a_smiling_still_relaxes_unless_kept():
@@ -284,3 +285,39 @@ def test_fitted_talk_map_opens_the_mouth(model):
     opened = render(G, wplus + talk_map.offsets(widest, G.n_latent), None, 1)
     opening = measures(read_landmarks(np.concatenate([head.still[None], opened]), head.box))[:, MEASURES.index("open")]
     assert opening[1] > opening[0], f"the mouth did not open: {opening.round(3)}"
+
+
+def test_a_closed_mouth_read_as_parted_is_not_taken_for_an_open_one():
+    from pipeline.talk.talking_head import mouth_is_open
+
+    image = np.full((200, 200, 3), 200, np.uint8)
+    shape = closed(load_talk_model().mean_face)
+    params = np.zeros(len(PARAMS))
+    params[PARAMS.index("open")] = 0.12
+    parted = articulate(shape, params)
+    # Eyes 60 px apart around (100, 80): the face in pixels.
+    points = parted * 60 + [100, 80]
+    lips = np.round(points[48:60]).astype(np.int32)
+    import cv2
+
+    cv2.fillPoly(image, [lips], (170, 90, 90))  # lips, and the "gap" the same colour: a closed mouth
+    assert not mouth_is_open(image, points)
+    cv2.fillPoly(image, [np.round(points[60:68]).astype(np.int32)], (40, 20, 20))  # a dark opening
+    assert mouth_is_open(image, points)
+
+
+def test_talk_command_from_a_photo_talks_at_its_resolution(model, tmp_path, capsys):
+    from pipeline.talk.video import read_frames
+
+    photo = "tests/data/faces/astronaut.png"
+    out = tmp_path / "astronaut.mp4"
+    args = ["talk", photo, "--text", "Hello there.", "--out", str(out), "--no-head-motion", "--keep-expression"]
+    assert main([*args, "--paste-back", photo]) == 0
+    capsys.readouterr()
+    from pipeline.faces.images import load_image
+
+    frames = read_frames(out)
+    assert frames.shape[1:3] == load_image(photo).shape[:2]  # the whole photo, at its own size
+    # Without head motion, a corner far from the face stays the photo (up to the video's compression).
+    corner = frames[:, :40, :40].astype(int)
+    assert np.abs(corner - corner[0]).max() <= 6

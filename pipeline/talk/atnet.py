@@ -219,8 +219,9 @@ def speech_track(
 # Real read speech: the lips open to about a third of the mouth's width on open vowels and meet
 # on m, b, p and in pauses. Tracks predicted from audio regress towards the mean (an LSTM trained
 # with a squared error smooths the extremes away), so their opening is stretched to that range.
-SPEECH_OPEN_P90 = 0.30  # IOD: inner-lip gap of the 90th-percentile frame (mouth width is about 0.9 IOD)
-MAX_OPEN = 0.40  # IOD: no jaw opens further while talking
+SPEECH_OPEN_P90 = 0.36  # IOD: inner-lip gap of the 90th-percentile frame (mouth width is about 0.9 IOD;
+# dlib reads about 0.8 of the drawn gap back from the frames, so a third of the width as seen)
+MAX_OPEN = 0.45  # IOD: no jaw opens further while talking
 MAX_GAIN = 3.0
 QUIET_PERCENTILE = 10  # audio tracks: the quietest tenth of the frames is lips together
 

@@ -39,7 +39,7 @@ FOREHEAD_LIFT = 0.6  # IOD: brows raised by this for the ring, so it encloses th
 # Blinks: the upper lid comes down to the lower one, which rises a little.
 UPPER_LID = {37: 41, 38: 40, 43: 47, 44: 46}  # upper lid point -> the lower lid point under it
 LOWER_LID_RISE = 0.15  # share of the gap the lower lid closes
-LASH_SHADE = 0.22  # darkening along the closed lid line (lashes), at full closure
+LASH_SHADE = 0.55  # darkening along the closed lid line (lashes), at full closure
 
 # Head motion: a slow, small sway about the neck, from a few sinusoids.
 HEAD_DEGREES = 2.0  # peak roll
@@ -47,14 +47,14 @@ HEAD_SHIFT = 0.03  # IOD, peak translation
 HEAD_FREQUENCIES = (0.23, 0.37, 0.61)  # Hz
 
 # The mouth interior, in the opening's own coordinates (u across, -1..1; v from upper to lower lip, 0..1).
-TEETH_HEIGHT = 0.06  # IOD: visible upper teeth when the mouth is open enough
-TEETH_SHARE = 0.35  # ... at most this share of the opening
-TEETH_FROM = 0.03  # IOD of opening before the teeth show
+TEETH_HEIGHT = 0.075  # IOD: visible upper teeth when the mouth is open enough
+TEETH_SHARE = 0.45  # ... at most this share of the opening
+TEETH_FROM = 0.02  # IOD of opening before the teeth show
 LOWER_TEETH_FROM = 0.12  # IOD of opening before lower teeth show
 TEETH_WIDTH = 0.82  # share of the opening's width the teeth span
-TEETH_COLOUR = np.array([205.0, 195.0, 178.0])  # a warm off-white, scaled to the face's lighting
-CAVITY_DEPTH = 0.18  # cavity brightness at its deepest, relative to the lining
-LINING = 0.55  # brightness of the lining just inside the lips, relative to the generator's interior
+TEETH_COLOUR = np.array([228.0, 220.0, 204.0])  # a warm off-white, scaled to the face's lighting
+CAVITY_DEPTH = 0.28  # cavity brightness at its deepest, relative to the lining
+LINING = 0.7  # brightness of the lining just inside the lips, relative to the generator's interior
 EDGE_FEATHER = 0.012  # IOD: soft edge of the opening
 
 
@@ -341,12 +341,12 @@ class MouthInterior:
     still_gap: float  # the canvas's own inner-lip gap (IOD)
 
     @classmethod
-    def build(cls, canvas: Canvas, open_render: np.ndarray, open_landmarks: np.ndarray) -> MouthInterior:
+    def build(cls, canvas: Canvas, open_render: np.ndarray, open_landmarks: np.ndarray, still_open: bool) -> MouthInterior:
         from ..faces.face_geometry import skin_luminance
 
         light = np.clip(skin_luminance(canvas.image, canvas.landmarks) / 170.0, 0.45, 1.05)
         shape = normalise(canvas.landmarks)[0]
-        still_gap = max(float(np.mean(shape[INNER_LOWER, 1] - shape[INNER_UPPER, 1])), 0.0)
+        still_gap = max(float(np.mean(shape[INNER_LOWER, 1] - shape[INNER_UPPER, 1])), 0.0) if still_open else 0.0
         return cls(open_render, np.asarray(open_landmarks, np.float64)[60:68], canvas.render_to_canvas,
                    TEETH_COLOUR * light, still_gap)  # fmt: skip
 
@@ -402,8 +402,8 @@ class MouthInterior:
         if teeth_h <= 0:
             return colour
         across = np.clip((TEETH_WIDTH - np.abs(u)) / 0.3, 0, 1) * 0.9
-        upper = np.clip((teeth_h - v * height) / (0.3 * teeth_h), 0, 1) * across
-        teeth = self.teeth * (1 - 0.45 * u[:, None] ** 2) * (0.75 + 0.25 * (1 - v[:, None]))
+        upper = np.clip((teeth_h - v * height) / (0.2 * teeth_h), 0, 1) * across
+        teeth = self.teeth * (1 - 0.35 * u[:, None] ** 2) * (0.85 + 0.15 * (1 - v[:, None]))
         colour = colour + (teeth - colour) * upper[:, None]
         if gap > LOWER_TEETH_FROM:
             low_h = 0.4 * teeth_h * min(1.0, (gap - LOWER_TEETH_FROM) / 0.08)
@@ -418,7 +418,7 @@ def shade_lids(frame: np.ndarray, target: np.ndarray, closure: float, iod: float
         return frame
     out = frame.astype(np.float32)
     strength = LASH_SHADE * min(1.0, (closure - 0.3) / 0.6)
-    width = max(1, int(round(0.025 * iod)))
+    width = max(1, int(round(0.035 * iod)))
     mask = np.zeros(frame.shape[:2], np.float32)
     for eye in (LEFT_EYE, RIGHT_EYE):
         line = target[[eye[0], eye[1], eye[2], eye[3]]]

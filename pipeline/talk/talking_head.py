@@ -213,6 +213,33 @@ RELAXED_CORNER_LIFT = 0.02  # IOD: how far a relaxed mouth's corners sit above t
 RELAX_SECONDS = 0.3  # a smile relaxes over this long at the start, not in one jump
 
 
+MIN_OPEN_PX = 1.5  # inner lips closer than this are closed
+OPEN_SHARE = 0.4  # an open mouth: this share of the gap is dark cavity or teeth
+
+
+def mouth_is_open(image: np.ndarray, landmarks: np.ndarray) -> bool:
+    """Whether the still's mouth is really open, not a closed mouth whose inner lips dlib placed
+    apart: the gap of an open mouth is dark (the cavity) or bright and grey (teeth), while a
+    misread gap holds lip and skin."""
+    import cv2
+
+    from ..faces.face_geometry import skin_luminance
+
+    shape, frame = normalise(landmarks)
+    if inner_gap(shape) * frame.scale < MIN_OPEN_PX:
+        return False
+    inner = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(inner, [np.round(landmarks[60:68]).astype(np.int32)], 1)
+    pixels = image[inner > 0].astype(np.float64)
+    if len(pixels) < 3:
+        return False
+    skin = max(skin_luminance(image, landmarks), 1.0)
+    luma = pixels @ [0.299, 0.587, 0.114]
+    grey = pixels.max(axis=1) - pixels.min(axis=1) < 40
+    cavity_or_teeth = (luma < 0.35 * skin) | ((luma > 0.85 * skin) & grey)
+    return float(cavity_or_teeth.mean()) > OPEN_SHARE
+
+
 def relaxed(rest: np.ndarray) -> np.ndarray:
     """A closed (68, 2) normalised mouth with its smile let go: no wider than a relaxed mouth,
     corners no higher (a neutral face is left as it is)."""
@@ -246,6 +273,7 @@ class TalkingHead:
     canvas: Canvas  # what the video shows (the photo, its face, or the render enlarged)
     warper: Warper
     interior: MouthInterior
+    mouth_open: bool  # the still's mouth is open (not only parted in dlib's reading)
 
     @property
     def landmarks(self) -> np.ndarray:
@@ -289,8 +317,9 @@ def prepare(
     widest[0, MEASURES.index("open")] = talk_map.limits[MEASURES.index("open"), 1]
     opened = render(G, wplus + talk_map.offsets(widest, G.n_latent), noise, BATCH)[0]
     canvas = make_canvas(still, read_landmarks(still[None], box)[0], photo, aligned, paste)
-    interior = MouthInterior.build(canvas, opened, read_landmarks(opened[None], box)[0])
-    return TalkingHead(G, wplus, noise, talk_map, still, box, canvas, Warper.for_canvas(canvas), interior)
+    still_open = mouth_is_open(canvas.image, canvas.landmarks)
+    interior = MouthInterior.build(canvas, opened, read_landmarks(opened[None], box)[0], still_open)
+    return TalkingHead(G, wplus, noise, talk_map, still, box, canvas, Warper.for_canvas(canvas), interior, still_open)
 
 
 @dataclass
@@ -316,8 +345,8 @@ def frame_targets(
     track = np.array(track, dtype=np.float64)
     n = len(track)
     rest = closed(track[0]) if rest is None else np.asarray(rest, dtype=np.float64)
-    # The jaw moves with speech from where the still's jaw is: closing an open still (or one whose
-    # lips dlib misreads as parted) lifts the lower lip, never the chin's outline.
+    # Speech moves the jaw from where the still's is: closing the still's mouth lifts the lower
+    # lip, never the chin's outline.
     track[:, JAW] -= (rest - head.shape)[JAW][None]
     if not keep_expression:
         ease = np.clip((np.arange(n) + 1) / max(RELAX_SECONDS * FPS, 1), 0, 1) ** 2

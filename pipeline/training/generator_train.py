@@ -95,6 +95,17 @@ def grown_config(config: GeneratorConfig, resolution: int) -> GeneratorConfig:
     return replace(config, resolution=resolution, channels=channels)  # SqueezeNet taps the feature discriminator reads
 
 
+def load_critic(critic: torch.nn.Module, state: dict[str, torch.Tensor]) -> bool:
+    """Load a stored critic; one of another architecture is dropped (the critic starts afresh,
+    the generator keeps its training). Returns whether it was loaded."""
+    try:
+        critic.load_state_dict(state)
+    except RuntimeError:
+        print("the stored critic has another architecture: starting a fresh one", flush=True)
+        return False
+    return True
+
+
 class FeatureDiscriminator(torch.nn.Module):
     """Small convolutional heads on frozen SqueezeNet taps (a projected-GAN-style critic).
 
@@ -240,11 +251,14 @@ class Trainer:
     def load(self, path: Path) -> None:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         nets = {"G": self.G, "E": self.E, "G_ema": self.G_ema, "E_ema": self.E_ema, "D": self.D}
+        critic_kept = True
         for k, sd in ckpt["nets"].items():
-            if nets.get(k) is not None:
+            if k == "D" and self.D is not None:
+                critic_kept = load_critic(self.D, sd)
+            elif nets.get(k) is not None:
                 nets[k].load_state_dict(sd)
         self.opt_g.load_state_dict(ckpt["opt_g"])
-        if self.opt_d and ckpt.get("opt_d"):
+        if self.opt_d and ckpt.get("opt_d") and critic_kept:
             self.opt_d.load_state_dict(ckpt["opt_d"])
         if set(ckpt["prior"]) == set(self.prior.moments):  # older states kept mean/cov only
             self.prior.moments = ckpt["prior"]
@@ -272,7 +286,9 @@ class Trainer:
             if net is None:
                 continue
             sd = {k[len(name) + 1 :]: v.float() for k, v in tensors.items() if k.startswith(name + ".")}
-            if sd:
+            if sd and name == "D":
+                load_critic(net, sd)
+            elif sd:
                 net.load_state_dict(sd)
         self.prior.moments = {k: tensors[f"prior.{k}"].float() for k in self.prior.moments}
         from safetensors import safe_open

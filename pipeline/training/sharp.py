@@ -37,7 +37,12 @@ ADAPTIVE_EVERY = 4  # steps between re-estimates of the adaptive adversarial wei
 
 
 class PatchDiscriminator(nn.Module):
-    """PatchGAN (pix2pix / taming's NLayerDiscriminator): one logit per ~70-px patch."""
+    """PatchGAN (pix2pix / taming's NLayerDiscriminator): one logit per ~70-px patch.
+
+    Normalised per image (group norm), not per batch: real and fake batches pass separately,
+    and batch statistics let a critic tell them apart without looking at a single face (it then
+    wins outright, its loss at zero, and teaches the generator nothing).
+    """
 
     def __init__(self, width: int = 32, layers: int = 3):
         super().__init__()
@@ -46,7 +51,7 @@ class PatchDiscriminator(nn.Module):
         for i in range(1, layers + 1):
             out = width * min(2**i, 8)
             stride = 2 if i < layers else 1
-            blocks += [nn.Conv2d(ch, out, 4, stride, 1, bias=False), nn.BatchNorm2d(out), nn.LeakyReLU(0.2)]
+            blocks += [nn.Conv2d(ch, out, 4, stride, 1, bias=False), nn.GroupNorm(8, out), nn.LeakyReLU(0.2)]
             ch = out
         blocks.append(nn.Conv2d(ch, 1, 4, 1, 1))
         self.net = nn.Sequential(*blocks)
@@ -236,9 +241,7 @@ class SharpTrainer(Trainer):
                 fakes = torch.cat(
                     [fake, G.synthesis(self.manifold_codes(w.detach(), offsets.detach(), r.manifold_codes))]
                 )
-            D.eval()  # the generator's pass leaves the critic's batch statistics alone
             adv = -D(diff_augment(fakes)).mean()
-            D.train()
             if self.state.step % ADAPTIVE_EVERY == 0 or not self.adaptive_weight:
                 self.adaptive_weight = self.last_layer_weight(rec, adv)
             loss = loss + r.adversarial * self.adaptive_weight * adv
