@@ -53,8 +53,8 @@ TEETH_FROM = 0.02  # IOD of opening before the teeth show
 LOWER_TEETH_FROM = 0.12  # IOD of opening before lower teeth show
 TEETH_WIDTH = 0.82  # share of the opening's width the teeth span
 TEETH_COLOUR = np.array([228.0, 220.0, 204.0])  # a warm off-white, scaled to the face's lighting
-CAVITY_DEPTH = 0.28  # cavity brightness at its deepest, relative to the lining
-LINING = 0.7  # brightness of the lining just inside the lips, relative to the generator's interior
+CAVITY_DEPTH = 0.2  # cavity brightness at its deepest, relative to the lining
+LINING = 0.45  # brightness of the lining just inside the lips, relative to the generator's interior
 EDGE_FEATHER = 0.012  # IOD: soft edge of the opening
 
 

@@ -44,7 +44,7 @@ from .frames import (
     shade_lids,
     sway_matrix,
 )
-from .mouth import JAW, closed, inner_gap, normalise
+from .mouth import JAW, closed, inner_gap, normalise, with_opening
 
 FPS = 25
 MEASURES = ("open", "width", "eyes")
@@ -214,6 +214,7 @@ RELAX_SECONDS = 0.3  # a smile relaxes over this long at the start, not in one j
 
 
 MIN_OPEN_PX = 1.5  # inner lips closer than this are closed
+OPEN_STILL_KEEP = 0.4  # an open still's mouth closes to this share of its gap at most
 OPEN_SHARE = 0.4  # an open mouth: this share of the gap is dark cavity or teeth
 
 
@@ -345,6 +346,12 @@ def frame_targets(
     track = np.array(track, dtype=np.float64)
     n = len(track)
     rest = closed(track[0]) if rest is None else np.asarray(rest, dtype=np.float64)
+    if head.mouth_open:
+        # An open still (a grin with teeth) cannot close: the photo has no lips to cover the teeth
+        # with, and squeezing them away draws a wavy seam. Its mouth closes only part of the way.
+        start = with_opening(rest[None], rest, [OPEN_STILL_KEEP * float(inner_gap(head.shape))])[0]
+        track[:, MOUTH_POINTS] += (start - rest)[MOUTH_POINTS][None]
+        rest = start
     # Speech moves the jaw from where the still's is: closing the still's mouth lifts the lower
     # lip, never the chin's outline.
     track[:, JAW] -= (rest - head.shape)[JAW][None]
