@@ -223,6 +223,7 @@ SPEECH_OPEN_P90 = 0.36  # IOD: inner-lip gap of the 90th-percentile frame (mouth
 # dlib reads about 0.8 of the drawn gap back from the frames, so a third of the width as seen)
 MAX_OPEN = 0.45  # IOD: no jaw opens further while talking
 MAX_GAIN = 3.0
+MAX_PHONEME_GAIN = 1.4  # the viseme table is in real units already: co-articulation only takes the peaks off
 QUIET_PERCENTILE = 10  # audio tracks: the quietest tenth of the frames is lips together
 
 
@@ -235,7 +236,7 @@ def calibrated(track: np.ndarray, rest: np.ndarray, method: str) -> np.ndarray:
     gaps = inner_gap(track)
     floor = np.percentile(gaps, QUIET_PERCENTILE) if method != "phonemes" else 0.0
     span = max(float(np.percentile(gaps, 90)) - floor, 1e-3)
-    gain = float(np.clip(SPEECH_OPEN_P90 / span, 1.0, MAX_GAIN))
+    gain = float(np.clip(SPEECH_OPEN_P90 / span, 1.0, MAX_GAIN if method != "phonemes" else MAX_PHONEME_GAIN))
     return with_opening(track, rest, np.clip((gaps - floor) * gain, 0.0, MAX_OPEN))
 
 

@@ -39,7 +39,7 @@ FOREHEAD_LIFT = 0.6  # IOD: brows raised by this for the ring, so it encloses th
 # Blinks: the upper lid comes down to the lower one, which rises a little.
 UPPER_LID = {37: 41, 38: 40, 43: 47, 44: 46}  # upper lid point -> the lower lid point under it
 LOWER_LID_RISE = 0.15  # share of the gap the lower lid closes
-LASH_SHADE = 0.55  # darkening along the closed lid line (lashes), at full closure
+LASH_SHADE = 0.3  # darkening along the closed lid line (lashes), at full closure
 
 # Head motion: a slow, small sway about the neck, from a few sinusoids.
 HEAD_DEGREES = 2.0  # peak roll
@@ -418,7 +418,7 @@ def shade_lids(frame: np.ndarray, target: np.ndarray, closure: float, iod: float
         return frame
     out = frame.astype(np.float32)
     strength = LASH_SHADE * min(1.0, (closure - 0.3) / 0.6)
-    width = max(1, int(round(0.035 * iod)))
+    width = max(1, int(round(0.02 * iod)))
     mask = np.zeros(frame.shape[:2], np.float32)
     for eye in (LEFT_EYE, RIGHT_EYE):
         line = target[[eye[0], eye[1], eye[2], eye[3]]]
