@@ -39,7 +39,8 @@ FOREHEAD_LIFT = 0.6  # IOD: brows raised by this for the ring, so it encloses th
 # Blinks: the upper lid comes down to the lower one, which rises a little.
 UPPER_LID = {37: 41, 38: 40, 43: 47, 44: 46}  # upper lid point -> the lower lid point under it
 LOWER_LID_RISE = 0.15  # share of the gap the lower lid closes
-LASH_SHADE = 0.3  # darkening along the closed lid line (lashes), at full closure
+LASH_SHADE = 0.6  # darkening along the closed lid line (lashes), at full closure
+LASH_WIDTH = 0.045  # IOD
 
 # Head motion: a slow, small sway about the neck, from a few sinusoids.
 HEAD_DEGREES = 2.0  # peak roll
@@ -413,16 +414,14 @@ class MouthInterior:
 
 
 def shade_lids(frame: np.ndarray, target: np.ndarray, closure: float, iod: float) -> np.ndarray:
-    """A faint lash line along closed lids: a shut eye is a dark line, not a patch of skin."""
+    """The lash line along a closing lid's edge: a shut eye reads as lashes, not as stretched skin."""
     if closure < 0.3:
         return frame
-    out = frame.astype(np.float32)
-    strength = LASH_SHADE * min(1.0, (closure - 0.3) / 0.6)
-    width = max(1, int(round(0.02 * iod)))
-    mask = np.zeros(frame.shape[:2], np.float32)
+    width = max(1, int(round(LASH_WIDTH * iod)))
+    lashes = np.zeros(frame.shape[:2], np.float32)
     for eye in (LEFT_EYE, RIGHT_EYE):
-        line = target[[eye[0], eye[1], eye[2], eye[3]]]
-        cv2.polylines(mask, [np.round(line * 4).astype(np.int32)], False, 1.0, width * 4, cv2.LINE_AA, shift=2)
-    mask = cv2.GaussianBlur(mask, (0, 0), max(0.6, 0.01 * iod))
-    out *= 1 - strength * mask[..., None]
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+        edge = target[[eye[0], eye[1], eye[2], eye[3]]]
+        cv2.polylines(lashes, [np.round(edge * 4).astype(np.int32)], False, 1.0, width, cv2.LINE_AA, shift=2)
+    lashes = cv2.GaussianBlur(lashes, (0, 0), max(0.5, 0.008 * iod))
+    shade = 1 - min(1.0, (closure - 0.3) / 0.6) * LASH_SHADE * lashes
+    return np.clip(frame.astype(np.float32) * shade[..., None] + 0.5, 0, 255).astype(np.uint8)
