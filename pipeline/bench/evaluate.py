@@ -17,6 +17,7 @@ from ..models.perceptual import perceptual_distance, psnr
 from ..models.render import from_uint8, to_uint8
 from ..training.data import heldout_split, list_images, load_faces, utkface_label
 from .metrics import count_faces, kid
+from .realism import edited_codes, realism
 
 
 @torch.no_grad()
@@ -106,7 +107,10 @@ def evaluate(
     n_attributes: int = 200,
     cache_dir: Path | None = Path("runs/cache"),
     log=print,
+    directions: dict | None = None,
+    n_edit: int = 100,
 ) -> dict:
+    """The module's numbers, and :mod:`pipeline.bench.realism`'s (with ``directions``: the edited codes' too)."""
     files = list_images(data_dir)
     train_files, heldout = heldout_split(files)
     res = G.config.resolution
@@ -134,7 +138,12 @@ def evaluate(
     result["kid_real_floor"] = kid(embed(train_faces), f_held)
     log("attributes and diversity ...")
     result["attributes"] = attribute_stats(samples[1.0][:n_attributes], held[:n_attributes], heldout[:n_attributes])
+    log("realism ...")
+    result["realism"] = realism(samples[1.0][:n_faces], held[:n_faces])
     if E is not None:
         log("reconstruction ...")
         result["reconstruction"] = reconstruction(G, E, held[:n_recon])
+        if directions:
+            log("edited codes ...")
+            result["edited_codes"] = edited_codes(G, E, held[:n_edit], directions)
     return result

@@ -58,6 +58,7 @@ def register_bench(groups) -> None:
     p.add_argument("--n-kid", type=int, default=2000)
     p.add_argument("--n-faces", type=int, default=500)
     p.add_argument("--n-recon", type=int, default=200)
+    p.add_argument("--n-edit", type=int, default=100, help="held-out faces moved ±3σ along each attribute direction")
     p.add_argument("--json", action="store_true")
     p.add_argument("--card", action="store_true", help="write the numbers into the model folder's MODEL_CARD.md")
     p.add_argument("--comparison", type=Path, default=None, help="JSON of a recipe comparison to include in the card")
@@ -97,8 +98,14 @@ def run_bench(args: argparse.Namespace) -> int:
     G = load_native(args.weights / "generator.safetensors")
     enc_path = args.weights / "encoder.safetensors"
     E = load_encoder(enc_path) if enc_path.exists() else None
+    directions = None
+    if (args.weights / "directions.safetensors").exists() and args.n_edit:
+        from ..latent.directions import load_directions
+
+        found = load_directions(args.weights / "directions.safetensors", G.style_dim, G.n_latent)
+        directions = {k: d for k, d in found.items() if d.kind == "attribute"}
     result = evaluate(G, E, args.data, n_kid=args.n_kid, n_faces=args.n_faces, n_recon=args.n_recon,
-                      log=lambda m: print(m, file=sys.stderr))  # fmt: skip
+                      log=lambda m: print(m, file=sys.stderr), directions=directions, n_edit=args.n_edit)  # fmt: skip
     info = args.weights / "training.json"
     if info.exists():
         train = json.loads(info.read_text())["train"]
