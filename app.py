@@ -46,8 +46,9 @@ def build() -> gr.Blocks:
         model.change(handlers.pick_model, [state, model], [state, about, *edit.model_outputs], api_name="pick_model")
         model.change(handlers.create_choices, [state], create.pickers, api_name=False)
         # Entering a tab shows the face it will work on.
-        for shown in (edit, talk, mix, optimise, create):
+        for shown in (edit, mix, optimise, create):
             shown.tab.select(handlers.current_face, [state], [shown.face], api_name=False)
+        talk.tab.select(handlers.talk_face, [state], [talk.face], api_name=False)
         demo.queue(default_concurrency_limit=limits.concurrent_jobs())
     return demo
 

@@ -269,3 +269,9 @@ def create_choices(session: Session):
 
 def current_face(session: Session):
     return show(session, session.reconstruction)
+
+
+def talk_face(session: Session):
+    """What the video will move: the photo's face at its resolution, else the model's face."""
+    face = studio.photo_face(session)
+    return show(session, session.reconstruction if face is None else face)
