@@ -66,7 +66,6 @@ class Canvas:
     image: np.ndarray  # (H, W, 3) uint8
     landmarks: np.ndarray  # (68, 2) in canvas pixels
     render_to_canvas: np.ndarray  # (3, 3) generator render pixel -> canvas pixel
-    render_size: int
 
     @property
     def frame(self) -> Similarity:
@@ -95,7 +94,7 @@ def make_canvas(still: np.ndarray, still_landmarks: np.ndarray, photo=None, alig
         factor = VIDEO_SIDE / size
         image = np.asarray(cv2.resize(still, (VIDEO_SIDE, VIDEO_SIDE), interpolation=cv2.INTER_CUBIC))
         matrix = _scale_matrix(factor)
-        return Canvas(image, apply(matrix, still_landmarks), matrix, size)
+        return Canvas(image, apply(matrix, still_landmarks), matrix)
     to_photo = aligned.matrix_for(size, size)  # render pixel -> photo pixel
     if paste:
         image, landmarks, matrix = photo, np.asarray(aligned.face.landmarks, np.float64), to_photo
@@ -106,12 +105,12 @@ def make_canvas(still: np.ndarray, still_landmarks: np.ndarray, photo=None, alig
             shrink = resize_matrix((photo.shape[1], photo.shape[0]), (w, h))
             image = np.asarray(cv2.resize(photo, (w, h), interpolation=cv2.INTER_AREA))
             landmarks, matrix = apply(shrink, landmarks), shrink @ to_photo
-        return Canvas(np.ascontiguousarray(image), landmarks, matrix, size)
+        return Canvas(np.ascontiguousarray(image), landmarks, matrix)
     side = face_size_in_photo(aligned)
     face_to_photo = aligned.matrix_for(side, side)
     to_face = np.linalg.inv(face_to_photo)
     landmarks = apply(to_face, np.asarray(aligned.face.landmarks, np.float64))
-    return Canvas(face_view(photo, aligned), landmarks, to_face @ to_photo, size)
+    return Canvas(face_view(photo, aligned), landmarks, to_face @ to_photo)
 
 
 # --------------------------------------------------------------------------- the spline
