@@ -26,7 +26,7 @@ import numpy as np
 from .mouth import INNER_LOWER, INNER_UPPER, LEFT_EYE, RIGHT_EYE, Similarity, normalise
 
 VIDEO_SIDE = 256  # a face with no photo is shown at this size (the render enlarged)
-MAX_CANVAS_SIDE = 1280  # larger photos are shrunk to this before they are animated
+MAX_CANVAS_SIDE = 1024  # larger photos are shrunk to this before they are animated (20 s of video: 1.6 GB of frames)
 RING_SCALE = 1.35  # the pinned ring: the face's hull (brows raised) grown by this about its centre
 BOX_MARGIN = 0.6  # IOD beyond the ring: the work box, pinned at its edge
 GRID_STEP = 0.08  # IOD: the spline is evaluated on a grid this fine, then interpolated
