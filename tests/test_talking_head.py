@@ -321,3 +321,20 @@ def test_talk_command_from_a_photo_talks_at_its_resolution(model, tmp_path, caps
     # Without head motion, a corner far from the face stays the photo (up to the video's compression).
     corner = frames[:, :40, :40].astype(int)
     assert np.abs(corner - corner[0]).max() <= 6
+
+
+def test_a_large_photo_talks_at_the_canvas_limit(model, tmp_path):
+    import cv2
+
+    from pipeline.faces.align import align_face
+    from pipeline.faces.detection import find_faces
+    from pipeline.faces.images import load_image
+    from pipeline.talk.frames import MAX_CANVAS_SIDE
+
+    _, G = model
+    photo = load_image("tests/data/faces/astronaut.png")
+    big = cv2.resize(photo, (1500, 1500), interpolation=cv2.INTER_CUBIC)
+    aligned = align_face(big, find_faces(big)[0], "utkface", 64)
+    wplus = G.mean_w()[:, None].repeat(1, G.n_latent, 1)
+    result = talk_video(G, wplus, principal_talk_map(G), tmp_path / "big.mp4", text="Hi.", photo=(big, aligned))
+    assert result.frames.shape[1:3] == (MAX_CANVAS_SIDE, MAX_CANVAS_SIDE)
