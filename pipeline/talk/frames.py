@@ -41,6 +41,7 @@ UPPER_LID = {37: 41, 38: 40, 43: 47, 44: 46}  # upper lid point -> the lower lid
 LOWER_LID_RISE = 0.15  # share of the gap the lower lid closes
 LASH_SHADE = 0.6  # darkening along the closed lid line (lashes), at full closure
 LASH_WIDTH = 0.045  # IOD
+LID_EVEN = 0.8  # how far a closed lid's dark creases are lifted towards the lid's mean
 
 # Head motion: a slow, small sway about the neck, from a few sinusoids.
 HEAD_DEGREES = 2.0  # peak roll
@@ -413,14 +414,25 @@ class MouthInterior:
 
 
 def shade_lids(frame: np.ndarray, target: np.ndarray, closure: float, iod: float) -> np.ndarray:
-    """The lash line along a closing lid's edge: a shut eye reads as lashes, not as stretched skin."""
+    """A closing lid's look: the lash line along its edge, and the lid above it evened out (the
+    stretched crease shadow would read as a still open eye)."""
     if closure < 0.3:
         return frame
+    amount = min(1.0, (closure - 0.3) / 0.6)
     width = max(1, int(round(LASH_WIDTH * iod)))
     lashes = np.zeros(frame.shape[:2], np.float32)
-    for eye in (LEFT_EYE, RIGHT_EYE):
+    lid = np.zeros(frame.shape[:2], np.float32)
+    creases = _creases(target)
+    for eye, crease in ((LEFT_EYE, creases[:3]), (RIGHT_EYE, creases[3:])):
         edge = target[[eye[0], eye[1], eye[2], eye[3]]]
         cv2.polylines(lashes, [np.round(edge * 4).astype(np.int32)], False, 1.0, width, cv2.LINE_AA, shift=2)
+        cv2.fillPoly(lid, [np.round(np.concatenate([edge, crease[::-1]]) * 4).astype(np.int32)], 1.0, cv2.LINE_AA, shift=2)
     lashes = cv2.GaussianBlur(lashes, (0, 0), max(0.5, 0.008 * iod))
-    shade = 1 - min(1.0, (closure - 0.3) / 0.6) * LASH_SHADE * lashes
-    return np.clip(frame.astype(np.float32) * shade[..., None] + 0.5, 0, 255).astype(np.uint8)
+    lid = cv2.GaussianBlur(lid, (0, 0), max(0.8, 0.03 * iod)) * (1 - lashes)
+    out = frame.astype(np.float32)
+    # The lid evened towards its own blurred self, then the lashes darkened.
+    smooth = cv2.GaussianBlur(out, (0, 0), max(1.0, 0.04 * iod))
+    lifted = np.maximum(out, smooth)
+    out += (lifted - out) * (amount * LID_EVEN * lid)[..., None]
+    out *= (1 - amount * LASH_SHADE * lashes)[..., None]
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
