@@ -26,12 +26,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
 
 from ..errors import UserError
-from ..faces.face_geometry import eye_aspect_ratio
+from ..faces.face_geometry import eye_aspect_ratio, skin_luminance
 from ..models.generator import Generator
 from ..models.render import render
 from .frames import (
@@ -44,7 +45,7 @@ from .frames import (
     shade_lids,
     sway_matrix,
 )
-from .mouth import JAW, closed, inner_gap, normalise, with_opening
+from .mouth import JAW, MOUTH, closed, inner_gap, normalise, with_opening
 
 FPS = 25
 MEASURES = ("open", "width", "eyes")
@@ -207,7 +208,6 @@ def blink_track(n_frames: int, seed: int = 0, fps: int = FPS) -> np.ndarray:
 # --------------------------------------------------------------------------- the talking head
 
 
-MOUTH_POINTS = np.arange(48, 68)
 RELAXED_WIDTH = 0.88  # IOD: corner to corner of a relaxed, closed mouth
 RELAXED_CORNER_LIFT = 0.02  # IOD: how far a relaxed mouth's corners sit above the lips' centre line
 RELAX_SECONDS = 0.3  # a smile relaxes over this long at the start, not in one jump
@@ -222,10 +222,6 @@ def mouth_is_open(image: np.ndarray, landmarks: np.ndarray) -> bool:
     """Whether the still's mouth is really open, not a closed mouth whose inner lips dlib placed
     apart: the gap of an open mouth is dark (the cavity) or bright and grey (teeth), while a
     misread gap holds lip and skin."""
-    import cv2
-
-    from ..faces.face_geometry import skin_luminance
-
     shape, frame = normalise(landmarks)
     if inner_gap(shape) * frame.scale < MIN_OPEN_PX:
         return False
@@ -245,7 +241,7 @@ def relaxed(rest: np.ndarray) -> np.ndarray:
     """A closed (68, 2) normalised mouth with its smile let go: no wider than a relaxed mouth,
     corners no higher (a neutral face is left as it is)."""
     out = np.array(rest, dtype=np.float64)
-    mouth = out[MOUTH_POINTS]
+    mouth = out[MOUTH]
     centre = mouth.mean(axis=0)
     width = out[54, 0] - out[48, 0]
     if width > RELAXED_WIDTH:
@@ -257,7 +253,7 @@ def relaxed(rest: np.ndarray) -> np.ndarray:
         middle = (mouth[0, 0] + mouth[6, 0]) / 2
         reach = np.clip(np.abs(mouth[:, 0] - middle) / half, 0, 1) ** 2  # corners move, the centre stays
         mouth[:, 1] += (lift - RELAXED_CORNER_LIFT) * reach
-    out[MOUTH_POINTS] = mouth
+    out[MOUTH] = mouth
     return out
 
 
@@ -350,14 +346,14 @@ def frame_targets(
         # An open still (a grin with teeth) cannot close: the photo has no lips to cover the teeth
         # with, and squeezing them away draws a wavy seam. Its mouth closes only part of the way.
         start = with_opening(rest[None], rest, [OPEN_STILL_KEEP * float(inner_gap(head.shape))])[0]
-        track[:, MOUTH_POINTS] += (start - rest)[MOUTH_POINTS][None]
+        track[:, MOUTH] += (start - rest)[MOUTH][None]
         rest = start
     # Speech moves the jaw from where the still's is: closing the still's mouth lifts the lower
     # lip, never the chin's outline.
     track[:, JAW] -= (rest - head.shape)[JAW][None]
     if not keep_expression:
         ease = np.clip((np.arange(n) + 1) / max(RELAX_SECONDS * FPS, 1), 0, 1) ** 2
-        track[:, MOUTH_POINTS] += ease[:, None, None] * (relaxed(rest) - rest)[MOUTH_POINTS][None]
+        track[:, MOUTH] += ease[:, None, None] * (relaxed(rest) - rest)[MOUTH][None]
     frame = head.canvas.frame
     targets = frame.invert(track.reshape(-1, 2)).reshape(n, 68, 2)
     for t in np.flatnonzero(blinks > 0):
