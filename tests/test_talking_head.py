@@ -127,6 +127,23 @@ def test_frames_move_the_mouth_and_nothing_far_from_the_face(model):
     assert clip.frames[len(clip.targets) // 2][y, x].mean() < head.canvas.image[y, x].mean() - 20
 
 
+def test_an_open_mouth_shows_teeth_over_a_warm_dark_cavity(model):
+    _, G = model
+    head = prepare(G, G.mean_w()[:, None].repeat(1, G.n_latent, 1), principal_talk_map(G))
+    clip = animate(head, opening_track(head), keep_expression=True)
+    t = len(clip.targets) // 2
+    target, frame = clip.targets[t], clip.frames[t].astype(float)
+    upper, lower = target[[61, 62, 63]].mean(axis=0), target[[65, 66, 67]].mean(axis=0)
+    assert lower[1] - upper[1] > 8, "the widest frame should be well open"
+    teeth = frame[int(round(upper[1] + 2)), int(round(upper[0]))]
+    cavity = frame[int(round((upper[1] + lower[1]) / 2)), int(round((upper[0] + lower[0]) / 2))]
+    assert teeth.mean() > cavity.mean() + 60, "upper teeth should show under the upper lip"
+    tongue = frame[int(round(lower[1] - 2)), int(round(lower[0]))]
+    # The cavity and the tongue rising from its floor are the mouth's own dark red, not grey.
+    assert cavity[0] > 1.8 * cavity[2] and tongue[0] > 1.8 * tongue[2]
+    assert tongue.mean() > cavity.mean() + 20, "the tongue is lit at the front"
+
+
 def test_blinks_close_the_lids_only_while_blinking(model):
     _, G = model
     head = prepare(G, G.mean_w()[:, None].repeat(1, G.n_latent, 1), principal_talk_map(G))
@@ -173,6 +190,17 @@ def test_speech_tracks_open_to_real_speech_range():
     assert np.percentile(gaps, 90) == pytest.approx(SPEECH_OPEN_P90, abs=0.02)
     assert np.percentile(gaps, 5) < 0.005, "the quietest frames should close the lips"
     assert np.allclose(out[:, 54, 0] - out[:, 48, 0], track[:, 54, 0] - track[:, 48, 0])  # width kept
+
+
+def test_typed_speech_opens_as_wide_as_recorded_speech():
+    from pipeline.talk.atnet import SPEECH_OPEN_P90, speech_track
+    from pipeline.talk.mouth import inner_gap
+
+    rest = closed(load_talk_model().mean_face)
+    track = speech_track(text="Papa saw a large dark car.", face=rest, method="phonemes")
+    gaps = inner_gap(track.landmarks)
+    assert np.percentile(gaps, 90) == pytest.approx(SPEECH_OPEN_P90, abs=0.04)
+    assert gaps.min() < 0.005, "m, b and p close the lips"
 
 
 def test_talk_map_round_trip_and_refuses_other_weights(model, tmp_path):

@@ -183,7 +183,7 @@ def bench_video(
                 n = len(result.frames)
                 row, decoded = measure_clip(out, photo, aligned.face.landmarks, wave, blink_track(n, k),
                                             speech.phonemes if mode == "text" else None)  # fmt: skip
-                rows[mode].append(row)
+                rows[mode].append({"photo": photo_path.name, **row})
                 if i < 2 and k in (0, len(speeches)):  # the first two photos, typed and natural speech
                     box = mouth_box(aligned.face.landmarks * decoded.shape[1] / photo.shape[0], decoded.shape[1])
                     strips += [strip(decoded, 10, 160), strip(decoded, 10, 160, box)]
@@ -194,7 +194,7 @@ def bench_video(
         from ..faces.images import save_image
 
         save_image(np.concatenate(strips, axis=0), strip_path)
-    summary = {mode: {key: round(float(np.nanmedian([r[key] for r in rs])), 4) for key in rs[0]}
+    summary = {mode: {key: round(float(np.nanmedian([r[key] for r in rs])), 4) for key in rs[0] if key != "photo"}
                for mode, rs in rows.items() if rs}  # fmt: skip
     if rows["text"]:  # the share of every m/b/p spoken, not a median of per-clip shares
         counts = np.array([r["bilabials"] for r in rows["text"]])
@@ -202,7 +202,9 @@ def bench_video(
         summary["text"]["bilabial_closed_all"] = round(float((counts * closed_).sum() / max(counts.sum(), 1)), 4)
     return {"photos": len(photos), "sentences": len(SENTENCES), "natural_clips": [p.name for p in natural],
             "frames": frames_made, "render_fps": round(frames_made / max(render_seconds, 1e-9), 1),
-            "threads": torch.get_num_threads(), "median": summary}  # fmt: skip
+            "threads": torch.get_num_threads(), "median": summary,
+            "clips": {mode: [{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in rs]
+                      for mode, rs in rows.items()}}  # fmt: skip
 
 
 def bench_end_to_end(studio, photo_path: Path, speech_model, out: Path, side: int = 256, repeats: int = 2) -> dict:

@@ -94,7 +94,7 @@ def register(sub, groups) -> None:
     b.add_argument("--model", default=None, help="face model for the video measurements (default: the default model)")
     b.add_argument("--data", type=Path, default=Path("../shared/data/utkface"), help="UTKFace folder (held-out photos)")
     b.add_argument("--photos", type=Path, nargs="*", default=None, help="photos to use instead of held-out ones")
-    b.add_argument("-n", type=int, default=4, help="held-out photos")
+    b.add_argument("-n", type=int, default=8, help="held-out photos")
     b.add_argument("--video-only", action="store_true", help="skip the landmark measurements on the test speech")
     b.add_argument("--threads", type=int, default=1, help="CPU threads for the generator")
     b.add_argument("--out", type=Path, default=Path("bench/talk.json"), help="also write the result here")

@@ -223,7 +223,8 @@ SPEECH_OPEN_P90 = 0.36  # IOD: inner-lip gap of the 90th-percentile frame (mouth
 # dlib reads about 0.8 of the drawn gap back from the frames, so a third of the width as seen)
 MAX_OPEN = 0.45  # IOD: no jaw opens further while talking
 MAX_GAIN = 3.0
-MAX_PHONEME_GAIN = 1.4  # the viseme table is in real units already: co-articulation only takes the peaks off
+MAX_PHONEME_GAIN = 2.0  # the viseme table is in real units, but co-articulation takes its peaks off: typed
+# and recorded speech are brought to the same range
 QUIET_PERCENTILE = 10  # audio tracks: the quietest tenth of the frames is lips together
 
 

@@ -49,14 +49,21 @@ HEAD_SHIFT = 0.03  # IOD, peak translation
 HEAD_FREQUENCIES = (0.23, 0.37, 0.61)  # Hz
 
 # The mouth interior, in the opening's own coordinates (u across, -1..1; v from upper to lower lip, 0..1).
+# Drawn as a real open mouth reads at video size: a band of upper teeth under the lip, a dark warm
+# cavity (the lips' own colour in shadow, never black), the tongue's back rising from the floor.
 TEETH_HEIGHT = 0.075  # IOD: visible upper teeth when the mouth is open enough
-TEETH_SHARE = 0.45  # ... at most this share of the opening
+TEETH_SHARE = 0.36  # ... at most this share of the opening
 TEETH_FROM = 0.02  # IOD of opening before the teeth show
 LOWER_TEETH_FROM = 0.12  # IOD of opening before lower teeth show
-TEETH_WIDTH = 0.82  # share of the opening's width the teeth span
-TEETH_COLOUR = np.array([228.0, 220.0, 204.0])  # a warm off-white, scaled to the face's lighting
-CAVITY_DEPTH = 0.2  # cavity brightness at its deepest, relative to the lining
-LINING = 0.45  # brightness of the lining just inside the lips, relative to the generator's interior
+TEETH_WIDTH = 0.78  # share of the opening's width the teeth span
+TEETH_COLOUR = np.array([226.0, 218.0, 200.0])  # a warm off-white, scaled to the face's lighting
+MOUTH_RED = np.array([175.0, 72.0, 70.0])  # the inside of a mouth in full light: pale lips tint it, never grey it
+CAVITY_LINING = 0.5  # brightness just inside the lips, relative to the mouth's red
+CAVITY_DEPTH = 0.14  # ... at the cavity's deepest
+TONGUE_FROM = 0.1  # IOD of opening before the tongue shows
+TONGUE_HEIGHT = 0.42  # share of the opening the tongue fills from below, fully open
+TONGUE_SHADE = 0.75  # tongue brightness relative to the mouth's red at its front
+GENERATOR_TEXTURE = 0.3  # how much of the generator's own interior modulates the drawn one
 EDGE_FEATHER = 0.012  # IOD: soft edge of the opening
 
 
@@ -339,6 +346,7 @@ class MouthInterior:
     inner_lips: np.ndarray  # (8, 2) its inner-lip points (render pixels), 60..67
     render_to_canvas: np.ndarray
     teeth: np.ndarray  # (3,) teeth colour under the face's lighting
+    red: np.ndarray  # (3,) the mouth's inside under the face's lighting: the cavity and tongue are shades of it
     still_gap: float  # the canvas's own inner-lip gap (IOD)
 
     @classmethod
@@ -349,7 +357,7 @@ class MouthInterior:
         shape = normalise(canvas.landmarks)[0]
         still_gap = max(float(np.mean(shape[INNER_LOWER, 1] - shape[INNER_UPPER, 1])), 0.0) if still_open else 0.0
         return cls(open_render, np.asarray(open_landmarks, np.float64)[60:68], canvas.render_to_canvas,
-                   TEETH_COLOUR * light, still_gap)  # fmt: skip
+                   TEETH_COLOUR * light, _mouth_red(canvas, light), still_gap)  # fmt: skip
 
     def fill(self, frame: np.ndarray, target: np.ndarray, iod: float) -> np.ndarray:
         """``frame`` with the opening between ``target``'s inner lips ((68, 2) canvas px) filled."""
@@ -382,7 +390,8 @@ class MouthInterior:
         return out
 
     def _colour(self, pixels, target, gap, height, u, v) -> np.ndarray:
-        """(M, 3) interior colour: the generator's render warped onto the opening, then shaded."""
+        """(M, 3) interior colour: teeth, cavity and tongue drawn in the face's own lip colour and
+        lighting, modulated by the generator's render warped onto the opening."""
         to_render = np.linalg.inv(self.render_to_canvas)
         # The frame's opening, in render pixels -> the render's own opening (an affine fit of the 8 inner-lip points).
         dst = np.concatenate([target[60:68], np.ones((8, 1))], axis=1) @ to_render[:2].T
@@ -394,23 +403,53 @@ class MouthInterior:
         base = cv2.remap(self.render.astype(np.float32), at[:, 0].astype(np.float32).reshape(-1, 1),
                          at[:, 1].astype(np.float32).reshape(-1, 1), cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REPLICATE).reshape(-1, 3)  # fmt: skip
-        # Depth: bright just inside the lips, darkest in the middle and towards the corners' shadow.
-        depth = np.sin(np.pi * np.clip(v, 0, 1)) * np.clip(1 - u**2, 0, 1)
-        shade = LINING + (CAVITY_DEPTH - LINING) * np.sqrt(depth)
-        colour = base * shade[:, None]
-        # Upper teeth hang from the upper lip; lower teeth show only when the jaw is well open.
+        luma = base @ np.array([0.299, 0.587, 0.114])
+        texture = 1 + GENERATOR_TEXTURE * (luma / max(float(luma.mean()), 1.0) - 1)
+        vc = np.clip(v, 0, 1)
+        # Cavity: lit just inside the lips, darkest in the middle and towards the corners' shadow.
+        depth = np.sqrt(np.sin(np.pi * vc) * np.clip(1 - u**2, 0, 1))
+        colour = self.red * (CAVITY_LINING + (CAVITY_DEPTH - CAVITY_LINING) * depth)[:, None]
+        # Tongue: a low dome from the floor of the mouth, in shadow at its back.
+        rise = TONGUE_HEIGHT * np.clip((gap - TONGUE_FROM) / TONGUE_FROM, 0, 1)
+        if rise > 0:
+            dome = 1 - (u / 0.8) ** 2 - ((1 - vc) / rise) ** 2
+            tongue = np.clip(dome / 0.25, 0, 1) * 0.9
+            shade = TONGUE_SHADE * (0.55 + 0.45 * np.clip((vc - (1 - rise)) / rise, 0, 1))
+            colour = colour + (self.red * shade[:, None] - colour) * tongue[:, None]
+        colour = colour * texture[:, None]
+        # Upper teeth hang from the upper lip, in its shadow at the top; lower teeth show only
+        # when the jaw is well open.
         teeth_h = min(TEETH_HEIGHT, TEETH_SHARE * gap) * np.clip((gap - TEETH_FROM) / TEETH_FROM, 0, 1)
         if teeth_h <= 0:
             return colour
-        across = np.clip((TEETH_WIDTH - np.abs(u)) / 0.3, 0, 1) * 0.9
-        upper = np.clip((teeth_h - v * height) / (0.2 * teeth_h), 0, 1) * across
-        teeth = self.teeth * (1 - 0.35 * u[:, None] ** 2) * (0.85 + 0.15 * (1 - v[:, None]))
+        across = np.clip((TEETH_WIDTH - np.abs(u)) / 0.25, 0, 1)
+        down = v * height / teeth_h  # 0 at the lip, 1 at the biting edge
+        upper = np.clip((1 - down) / 0.25, 0, 1) * across
+        lit = (1 - 0.45 * u**2) * (0.72 + 0.28 * np.clip(down / 0.35, 0, 1))
+        teeth = self.teeth * lit[:, None]
         colour = colour + (teeth - colour) * upper[:, None]
         if gap > LOWER_TEETH_FROM:
-            low_h = 0.4 * teeth_h * min(1.0, (gap - LOWER_TEETH_FROM) / 0.08)
-            lower = np.clip((low_h - (1 - v) * height) / (0.3 * max(low_h, 1e-6)), 0, 1) * across * 0.85
-            colour = colour + (teeth * 0.85 - colour) * lower[:, None]
+            low_h = 0.35 * teeth_h * min(1.0, (gap - LOWER_TEETH_FROM) / 0.08)
+            up = (1 - v) * height / max(low_h, 1e-6)
+            lower = np.clip((1 - up) / 0.3, 0, 1) * across * 0.8
+            colour = colour + (teeth * 0.75 - colour) * lower[:, None]
         return colour
+
+
+def _mouth_red(canvas: Canvas, light: float) -> np.ndarray:
+    """(3,) the inside of this face's mouth in full light: :data:`MOUTH_RED` tinted by its lips."""
+    lips = lip_colour(canvas.image, canvas.landmarks)
+    tint = lips / max(float(lips.mean()), 1.0)
+    return MOUTH_RED * light * (0.75 + 0.25 * tint)
+
+
+def lip_colour(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """(3,) median colour of the lips: between the outer and inner lip lines of (68, 2) landmarks."""
+    mask = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(landmarks[48:60] * 4).astype(np.int32)], 1, cv2.LINE_8, shift=2)
+    cv2.fillPoly(mask, [np.round(landmarks[60:68] * 4).astype(np.int32)], 0, cv2.LINE_8, shift=2)
+    pixels = image[mask.astype(bool)].astype(np.float64)
+    return np.median(pixels, axis=0) if len(pixels) else np.array([150.0, 90.0, 90.0])
 
 
 def shade_lids(frame: np.ndarray, target: np.ndarray, closure: float, iod: float) -> np.ndarray:

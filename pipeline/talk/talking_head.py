@@ -35,6 +35,7 @@ from ..errors import UserError
 from ..faces.face_geometry import eye_aspect_ratio, skin_luminance
 from ..models.generator import Generator
 from ..models.render import render
+from .atnet import MAX_OPEN
 from .frames import (
     Canvas,
     MouthInterior,
@@ -345,7 +346,11 @@ def frame_targets(
     if head.mouth_open:
         # An open still (a grin with teeth) cannot close: the photo has no lips to cover the teeth
         # with, and squeezing them away draws a wavy seam. Its mouth closes only part of the way.
-        start = with_opening(rest[None], rest, [OPEN_STILL_KEEP * float(inner_gap(head.shape))])[0]
+        kept = OPEN_STILL_KEEP * float(inner_gap(head.shape))
+        start = with_opening(rest[None], rest, [kept])[0]
+        # The speech opens from there, within the same widest jaw (it does not shout).
+        gaps = inner_gap(track) - inner_gap(rest)
+        track = with_opening(track, rest, inner_gap(rest) + gaps * max(1 - kept / MAX_OPEN, 0.3))
         track[:, MOUTH] += (start - rest)[MOUTH][None]
         rest = start
     # Speech moves the jaw from where the still's is: closing the still's mouth lifts the lower
