@@ -334,6 +334,23 @@ def test_a_closed_mouth_read_as_parted_is_not_taken_for_an_open_one():
     assert mouth_is_open(image, points)
 
 
+def test_a_closed_still_read_as_parted_is_not_squeezed_shut(model):
+    from pipeline.talk.mouth import inner_gap, with_opening
+    from pipeline.talk.talking_head import MISREAD_CLOSE, frame_targets
+
+    _, G = model
+    head = prepare(G, G.mean_w()[:, None].repeat(1, G.n_latent, 1), principal_talk_map(G))
+    assert not head.mouth_open
+    # dlib put the inner lips of this closed mouth 0.15 of the eye distance apart (the lower
+    # ones on a chin crease): silence must not pull the chin up into the lips.
+    shape = head.shape
+    head.canvas.landmarks[:] = head.canvas.frame.invert(with_opening(shape[None], shape, [inner_gap(shape) + 0.15])[0])
+    rest = closed(head.shape)
+    targets, _ = frame_targets(head, np.repeat(rest[None], 5, axis=0), np.zeros(5), rest, keep_expression=True)
+    moved = np.abs(targets[:, 48:68] - head.canvas.landmarks[48:68]).max()
+    assert moved <= MISREAD_CLOSE * head.iod + 0.5
+
+
 def test_talk_command_from_a_photo_talks_at_its_resolution(model, tmp_path, capsys):
     from pipeline.talk.video import read_frames
 

@@ -350,12 +350,11 @@ class MouthInterior:
     still_gap: float  # the canvas's own inner-lip gap (IOD)
 
     @classmethod
-    def build(cls, canvas: Canvas, open_render: np.ndarray, open_landmarks: np.ndarray, still_open: bool) -> MouthInterior:
+    def build(cls, canvas: Canvas, open_render: np.ndarray, open_landmarks: np.ndarray, still_gap: float) -> MouthInterior:
+        """``still_gap``: how far (IOD) the still's inner lips stay apart when its mouth is at rest."""
         from ..faces.face_geometry import skin_luminance
 
         light = np.clip(skin_luminance(canvas.image, canvas.landmarks) / 170.0, 0.45, 1.05)
-        shape = normalise(canvas.landmarks)[0]
-        still_gap = max(float(np.mean(shape[INNER_LOWER, 1] - shape[INNER_UPPER, 1])), 0.0) if still_open else 0.0
         return cls(open_render, np.asarray(open_landmarks, np.float64)[60:68], canvas.render_to_canvas,
                    TEETH_COLOUR * light, _mouth_red(canvas, light), still_gap)  # fmt: skip
 

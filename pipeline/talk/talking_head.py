@@ -217,6 +217,18 @@ RELAX_SECONDS = 0.3  # a smile relaxes over this long at the start, not in one j
 MIN_OPEN_PX = 1.5  # inner lips closer than this are closed
 OPEN_STILL_KEEP = 0.4  # an open still's mouth closes to this share of its gap at most
 OPEN_SHARE = 0.4  # an open mouth: this share of the gap is dark cavity or teeth
+MISREAD_CLOSE = 0.05  # IOD: a closed still's lips close at most this far; dlib's gap beyond it is lip
+
+
+def resting_gap(shape: np.ndarray, still_open: bool) -> float:
+    """How far (IOD) the inner lips of a still's normalised (68, 2) ``shape`` stay apart at rest.
+
+    An open still keeps its whole gap. A closed one whose inner lips dlib placed apart (on the
+    lip line, or the lower one on a chin crease) closes them only :data:`MISREAD_CLOSE`: its
+    lips already meet, and pulling the landmarks together would squeeze the chin up into them.
+    """
+    gap = max(float(inner_gap(shape)), 0.0)
+    return gap if still_open else max(gap - MISREAD_CLOSE, 0.0)
 
 
 def mouth_is_open(image: np.ndarray, landmarks: np.ndarray) -> bool:
@@ -316,7 +328,8 @@ def prepare(
     opened = render(G, wplus + talk_map.offsets(widest, G.n_latent), noise, BATCH)[0]
     canvas = make_canvas(still, read_landmarks(still[None], box)[0], photo, aligned, paste)
     still_open = mouth_is_open(canvas.image, canvas.landmarks)
-    interior = MouthInterior.build(canvas, opened, read_landmarks(opened[None], box)[0], still_open)
+    interior = MouthInterior.build(canvas, opened, read_landmarks(opened[None], box)[0],
+                                   resting_gap(normalise(canvas.landmarks)[0], still_open))  # fmt: skip
     return TalkingHead(G, wplus, noise, talk_map, still, box, canvas, Warper.for_canvas(canvas), interior, still_open)
 
 
@@ -347,10 +360,14 @@ def frame_targets(
         # An open still (a grin with teeth) cannot close: the photo has no lips to cover the teeth
         # with, and squeezing them away draws a wavy seam. Its mouth closes only part of the way.
         kept = OPEN_STILL_KEEP * float(inner_gap(head.shape))
-        start = with_opening(rest[None], rest, [kept])[0]
+        start = with_opening(head.shape[None], rest, [kept])[0]  # the jaw closes it; the upper lip stays
         # The speech opens from there, within the same widest jaw (it does not shout).
         gaps = inner_gap(track) - inner_gap(rest)
         track = with_opening(track, rest, inner_gap(rest) + gaps * max(1 - kept / MAX_OPEN, 0.3))
+        track[:, MOUTH] += (start - rest)[MOUTH][None]
+        rest = start
+    elif (misread := resting_gap(head.shape, False)) > 0:
+        start = with_opening(head.shape[None], rest, [misread])[0]
         track[:, MOUTH] += (start - rest)[MOUTH][None]
         rest = start
     # Speech moves the jaw from where the still's is: closing the still's mouth lifts the lower
