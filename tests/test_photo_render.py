@@ -114,3 +114,19 @@ def test_bench_photo_says_what_is_missing(tmp_path, capsys):
 
     assert cli.main(["bench", "photo", str(tmp_path / "nowhere.jpg"), "--out", str(tmp_path / "p.json")]) == 2
     assert "photo not found" in capsys.readouterr().err
+
+
+def test_new_content_keeps_skin_texture_but_not_strong_edges():
+    from pipeline.faces.photo_render import DETAIL_CLIP, fine_detail
+
+    rng = np.random.default_rng(0)
+    pores = rng.normal(0, 0.01, (64, 64, 3)).astype(np.float32)
+    image = 0.5 + pores
+    image[:, 40:] += 0.4  # a hair line: content that may have moved away
+    detail = fine_detail(image, 2.0)
+    skin = (slice(None), slice(4, 30))
+    # Pores pass (the generator's new skin gets the photo's texture) ...
+    assert np.corrcoef(detail[skin].ravel(), pores[skin].ravel())[0, 1] > 0.8
+    # ... the edge does not ghost: clipped to a few times the texture's own amplitude.
+    assert np.abs(detail).max() <= DETAIL_CLIP * np.median(np.abs(detail)) * 1.5
+    assert np.abs(detail[:, 38:42]).max() < 0.1

@@ -31,6 +31,7 @@ FLOW_SMOOTH = 1.5  # sigma of the flow's smoothing, in generator pixels
 UNRELIABLE = (0.5, 1.5)  # forward-backward flow mismatch (generator px) where the photo is not moved
 LOW_BAND = 0.6  # generator pixels: appearance change blurred by this sigma (below: detail)
 NEW_CONTENT = (0.10, 0.22)  # residual detail (0..1 range) where the generator's pixels take over
+DETAIL_CLIP = 4.0  # photo detail kept under new content: this many times its median amplitude at most
 COLOUR_BAND = 3.0  # generator pixels: sigma of the photo-vs-render colour correction
 ACTS = (1.5 / 255, 6 / 255)  # appearance change that marks where the edit acts
 MOVES = (0.15, 0.6)  # motion (flow px at FLOW_SIZE) that marks where the edit acts
@@ -135,7 +136,8 @@ def render_on_photo(
     photo_aligned = _resize_photo_to_frame(photo_f, to_photo, size)
     correction = ndimage.gaussian_filter(photo_aligned - rec, (COLOUR_BAND * scale, COLOUR_BAND * scale, 0))
     new_b = at(new)[..., None]
-    out = out * (1 - new_b) + at(np.clip(edit + correction, 0, 1)) * new_b
+    drawn = at(np.clip(edit + correction, 0, 1)) + fine_detail(moved, float(np.linalg.norm(to_photo[:2, 0])) / scale)
+    out = out * (1 - new_b) + drawn * new_b
 
     face = paste_mask((height, width), aligned, (size, size))[y0:y1, x0:x1]
     m = np.maximum(face, at(acts) * _cover(q, size))[..., None]
@@ -145,6 +147,20 @@ def render_on_photo(
     region = result[y0:y1, x0:x1]
     region[changed] = np.clip(blended[changed] * 255 + 0.5, 0, 255).astype(np.uint8)
     return PhotoEdit(result, aligned, flow)
+
+
+def fine_detail(image: np.ndarray, pixels_per_generator_pixel: float) -> np.ndarray:
+    """The photo's detail finer than a generator pixel, at most skin texture's amplitude.
+
+    Where the generator draws new content (wrinkles, a beard's shadow), its pixels have no detail
+    of their own; the photo's texture keeps the result as sharp as the photo. Clipped to
+    :data:`DETAIL_CLIP` times the median amplitude so that skin pores pass but hair strands and
+    edges (content that may have moved away) do not ghost onto the new skin.
+    """
+    sigma = max(pixels_per_generator_pixel * LOW_BAND, 0.5)
+    fine = image - ndimage.gaussian_filter(image, (sigma, sigma, 0))
+    limit = DETAIL_CLIP * float(np.median(np.abs(fine))) + 1e-6
+    return np.clip(fine, -limit, limit)
 
 
 def _cover(q: np.ndarray, size: int) -> np.ndarray:
