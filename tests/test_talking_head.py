@@ -351,6 +351,26 @@ def test_a_closed_still_read_as_parted_is_not_squeezed_shut(model):
     assert moved <= MISREAD_CLOSE * head.iod + 0.5
 
 
+def test_lip_misread_as_opening_stays_lip_when_the_mouth_opens(model):
+    from dataclasses import replace
+
+    from pipeline.talk.mouth import with_opening
+
+    _, G = model
+    head = prepare(G, G.mean_w()[:, None].repeat(1, G.n_latent, 1), principal_talk_map(G))
+    lip = 0.15  # dlib's inner lips this far apart on a closed mouth: it is lip
+    interior = replace(head.interior, still_gap=lip, lip=lip)
+    shape = closed(head.shape)
+    target = head.canvas.frame.invert(with_opening(shape[None], shape, [lip + 0.15])[0])
+    frame = np.full_like(head.canvas.image, 200)
+    out = interior.fill(frame, target, head.iod).astype(int)
+    x = int(round(target[62, 0]))
+    y_lip = int(round(target[62, 1] + 0.5 * lip * head.iod))  # in the misread lip band
+    y_open = int(round(target[62, 1] + (lip + 0.075) * head.iod))  # in the real opening below it
+    assert np.abs(out[y_lip, x] - 200).max() <= 2, "the lip was painted over"
+    assert out[y_open, x].mean() < 150, "the opening below the lip is drawn"
+
+
 def test_talk_command_from_a_photo_talks_at_its_resolution(model, tmp_path, capsys):
     from pipeline.talk.video import read_frames
 

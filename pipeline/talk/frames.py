@@ -348,15 +348,18 @@ class MouthInterior:
     teeth: np.ndarray  # (3,) teeth colour under the face's lighting
     red: np.ndarray  # (3,) the mouth's inside under the face's lighting: the cavity and tongue are shades of it
     still_gap: float  # the canvas's own inner-lip gap (IOD)
+    lip: float = 0.0  # IOD of that gap that is lip dlib misread as opening: the drawn opening starts below it
 
     @classmethod
-    def build(cls, canvas: Canvas, open_render: np.ndarray, open_landmarks: np.ndarray, still_gap: float) -> MouthInterior:
-        """``still_gap``: how far (IOD) the still's inner lips stay apart when its mouth is at rest."""
+    def build(cls, canvas: Canvas, open_render: np.ndarray, open_landmarks: np.ndarray, still_gap: float,
+              lip: float = 0.0) -> MouthInterior:  # fmt: skip
+        """``still_gap``: how far (IOD) the still's inner lips stay apart when its mouth is at rest;
+        ``lip``: how much of it is lip (a closed mouth whose inner lips dlib placed apart)."""
         from ..faces.face_geometry import skin_luminance
 
         light = np.clip(skin_luminance(canvas.image, canvas.landmarks) / 170.0, 0.45, 1.05)
         return cls(open_render, np.asarray(open_landmarks, np.float64)[60:68], canvas.render_to_canvas,
-                   TEETH_COLOUR * light, _mouth_red(canvas, light), still_gap)  # fmt: skip
+                   TEETH_COLOUR * light, _mouth_red(canvas, light), still_gap, lip)  # fmt: skip
 
     def fill(self, frame: np.ndarray, target: np.ndarray, iod: float) -> np.ndarray:
         """``frame`` with the opening between ``target``'s inner lips ((68, 2) canvas px) filled."""
@@ -364,6 +367,7 @@ class MouthInterior:
         gap = float(np.mean(shape[INNER_LOWER, 1] - shape[INNER_UPPER, 1]))
         if (gap - self.still_gap) * iod < 0.75:  # not open beyond the still's own mouth: nothing new to fill
             return frame
+        gap -= self.lip
         inner = target[60:68]
         h, w = frame.shape[:2]
         pad = 3
@@ -375,6 +379,7 @@ class MouthInterior:
         pixels = np.stack([xs.ravel(), ys.ravel()], axis=1)
         local = to_norm.apply(pixels)
         top, bottom = _opening_curves(shape, local[:, 0])
+        top = top + self.lip  # the misread lip stays lip
         height = np.maximum(bottom - top, 1e-6)
         v = (local[:, 1] - top) / height
         half = max((shape[64, 0] - shape[60, 0]) / 2, 1e-6)

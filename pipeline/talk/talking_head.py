@@ -328,8 +328,9 @@ def prepare(
     opened = render(G, wplus + talk_map.offsets(widest, G.n_latent), noise, BATCH)[0]
     canvas = make_canvas(still, read_landmarks(still[None], box)[0], photo, aligned, paste)
     still_open = mouth_is_open(canvas.image, canvas.landmarks)
-    interior = MouthInterior.build(canvas, opened, read_landmarks(opened[None], box)[0],
-                                   resting_gap(normalise(canvas.landmarks)[0], still_open))  # fmt: skip
+    resting = resting_gap(normalise(canvas.landmarks)[0], still_open)
+    interior = MouthInterior.build(canvas, opened, read_landmarks(opened[None], box)[0], resting,
+                                   lip=0.0 if still_open else resting)  # fmt: skip
     return TalkingHead(G, wplus, noise, talk_map, still, box, canvas, Warper.for_canvas(canvas), interior, still_open)
 
 
