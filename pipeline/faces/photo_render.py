@@ -136,8 +136,9 @@ def render_on_photo(
     photo_aligned = _resize_photo_to_frame(photo_f, to_photo, size)
     correction = ndimage.gaussian_filter(photo_aligned - rec, (COLOUR_BAND * scale, COLOUR_BAND * scale, 0))
     new_b = at(new)[..., None]
-    drawn = at(np.clip(edit + correction, 0, 1)) + fine_detail(moved, float(np.linalg.norm(to_photo[:2, 0])) / scale)
-    out = out * (1 - new_b) + drawn * new_b
+    if new_b.any():
+        drawn = at(np.clip(edit + correction, 0, 1)) + fine_detail(moved, float(np.linalg.norm(to_photo[:2, 0])) / scale)
+        out = out * (1 - new_b) + drawn * new_b
 
     face = paste_mask((height, width), aligned, (size, size))[y0:y1, x0:x1]
     m = np.maximum(face, at(acts) * _cover(q, size))[..., None]

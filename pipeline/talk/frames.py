@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .mouth import INNER_LOWER, INNER_UPPER, LEFT_EYE, RIGHT_EYE, Similarity, normalise
+from .mouth import INNER_LOWER, INNER_UPPER, LEFT_EYE, RIGHT_EYE, Similarity, inner_gap, normalise
 
 VIDEO_SIDE = 256  # a face with no photo is shown at this size (the render enlarged)
 MAX_CANVAS_SIDE = 1024  # larger photos are shrunk to this before they are animated (20 s of video: 1.6 GB of frames)
@@ -364,7 +364,7 @@ class MouthInterior:
     def fill(self, frame: np.ndarray, target: np.ndarray, iod: float) -> np.ndarray:
         """``frame`` with the opening between ``target``'s inner lips ((68, 2) canvas px) filled."""
         shape, to_norm = normalise(target)
-        gap = float(np.mean(shape[INNER_LOWER, 1] - shape[INNER_UPPER, 1]))
+        gap = float(inner_gap(shape))
         if (gap - self.still_gap) * iod < 0.75:  # not open beyond the still's own mouth: nothing new to fill
             return frame
         gap -= self.lip
