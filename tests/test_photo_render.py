@@ -130,3 +130,20 @@ def test_new_content_keeps_skin_texture_but_not_strong_edges():
     # ... the edge does not ghost: clipped to a few times the texture's own amplitude.
     assert np.abs(detail).max() <= DETAIL_CLIP * np.median(np.abs(detail)) * 1.5
     assert np.abs(detail[:, 38:42]).max() < 0.1
+
+
+def test_a_recoloured_face_is_not_warped(astronaut):
+    """An edit that changes brightness and colour unevenly but moves nothing (as age does: paler
+    skin, whiter hair) leaves the photo's features where they are, sharp, and carries the colour."""
+    s = astronaut
+    rec = s.reconstruction.astype(np.float32)
+    side = rec.shape[0]
+    ramp = np.linspace(0.0, 1.0, side, dtype=np.float32)
+    light = 1.0 + 0.35 * ramp[None, :, None] * ramp[:, None, None]  # lighter towards one corner
+    edited = np.clip(rec * light + 20, 0, 255).astype(np.uint8)
+    result = render_on_photo(s.photo, s.aligned, s.reconstruction, edited)
+    assert np.percentile(np.linalg.norm(result.flow, axis=2), 90) < 0.5 * result.flow.shape[0] / side
+    mask = paste_mask(s.photo.shape[:2], s.aligned) > 0.5
+    assert sharpness(result.photo, mask) / sharpness(s.photo, mask) > 0.85
+    before, after = face_view(s.photo, s.aligned).astype(float), result.face.astype(float)
+    assert after.mean() > before.mean() + 8  # the lightening is there

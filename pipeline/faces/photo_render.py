@@ -4,7 +4,8 @@ The generator draws its faces at a low resolution; the photo is sharper. So the 
 carried over as *change*, not as pixels (in the spirit of HFGI's distortion-aware editing):
 
 1. the motion between the generator's reconstruction ``G(w)`` and its edit ``G(w')``, a
-   dense optical flow (DIS) computed on the renders upsampled to a working size;
+   dense optical flow (DIS) computed on the renders upsampled to a working size, on their
+   edges normalised for local brightness and contrast (a recoloured face is not a moved one);
 2. the photo's own pixels moved by that flow, looked up directly in the photo (one
    resampling, so a zero edit gives the photo back bit for bit);
 3. the generator's change of colour and shading that the motion does not explain, at low
@@ -28,6 +29,8 @@ from .paste import paste_mask
 
 FLOW_SIZE = 256  # working size of the flow: the generator's renders are upsampled to it
 FLOW_SMOOTH = 1.5  # sigma of the flow's smoothing, in generator pixels
+STRUCTURE_BAND = 4.0  # generator pixels: the flow follows edges normalised over this sigma
+STRUCTURE_FLOOR = 0.02  # contrast below this (0..1 range) is flat skin, not an edge to follow
 UNRELIABLE = (0.5, 1.5)  # forward-backward flow mismatch (generator px) where the photo is not moved
 LOW_BAND = 0.6  # generator pixels: appearance change blurred by this sigma (below: detail)
 NEW_CONTENT = (0.10, 0.22)  # residual detail (0..1 range) where the generator's pixels take over
@@ -62,12 +65,22 @@ def _resize(image: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(image, (size, size), interpolation=cv2.INTER_CUBIC)
 
 
-def _flow(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Flow f with ``source(x) ~ target(x + f(x))`` (float32 images in [0, 1], same size)."""
+def _structure(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Grey levels normalised by their local mean and contrast (uint8): the edges a flow can
+    follow, without the brightness and colour an edit changes (an aged face's paler skin and
+    whiter hair read as motion otherwise, and the photo is warped by it)."""
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    centred = grey - ndimage.gaussian_filter(grey, sigma)
+    contrast = np.sqrt(ndimage.gaussian_filter(centred * centred, sigma)) + STRUCTURE_FLOOR
+    return np.clip(128 + 50 * centred / contrast, 0, 255).astype(np.uint8)
+
+
+def _flow(source: np.ndarray, target: np.ndarray, scale: float) -> np.ndarray:
+    """Flow f with ``source(x) ~ target(x + f(x))`` (float32 images in [0, 1], same size;
+    ``scale``: working pixels per generator pixel)."""
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    a = np.clip(cv2.cvtColor(source, cv2.COLOR_RGB2GRAY) * 255, 0, 255).astype(np.uint8)
-    b = np.clip(cv2.cvtColor(target, cv2.COLOR_RGB2GRAY) * 255, 0, 255).astype(np.uint8)
-    return dis.calc(a, b, None)
+    sigma = STRUCTURE_BAND * scale
+    return dis.calc(_structure(source, sigma), _structure(target, sigma), None)
 
 
 def face_size_in_photo(aligned: AlignedFace) -> int:
@@ -99,7 +112,7 @@ def render_on_photo(
     else:
         # The renders hold no motion finer than a generator pixel; where the flow there and
         # back disagree, it is appearance (new teeth, a shadow) rather than motion.
-        flow, back = smooth(_flow(edit, rec)), smooth(_flow(rec, edit))
+        flow, back = smooth(_flow(edit, rec, scale)), smooth(_flow(rec, edit, scale))
         back_at = cv2.remap(back, grid[0] + flow[..., 0], grid[1] + flow[..., 1], cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
         mismatch = np.linalg.norm(flow + back_at, axis=2) / scale
