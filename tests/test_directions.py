@@ -227,3 +227,55 @@ def test_covariate_fit_separates_an_attribute_from_what_goes_with_it():
     alone = np.linalg.lstsq(np.column_stack([age, np.ones(n)]), w, rcond=None)[0][0]
     assert alone @ b_skin > 0.7  # fitted alone, age drags the skin along
     assert "skin" in held_attributes("age") and "smile" not in held_attributes("happy")
+
+
+def test_decorrelation_cancels_what_a_direction_moves_but_keeps():
+    """A 'sad' direction that also opens the eyes is corrected by the eyes' own direction, so the
+    eyes stay put and sadness still moves; a clean direction is left as it was."""
+    from pipeline.training.decorrelation import COLUMNS, decorrelate, median_leak
+
+    rng = np.random.default_rng(1)
+    dim = 24
+    basis = np.linalg.qr(rng.normal(size=(dim, dim)))[0]
+    readout = {c: torch.tensor(basis[:, i], dtype=torch.float32) for i, c in enumerate(COLUMNS[:-1])}  # attribute = readout . w
+
+    def table_of(directions):
+        out = {}
+        for name, d in directions.items():
+            step = 2 * d.scale * d.vector
+            out[name] = {c: float(readout[c] @ step) if c in readout else 0.0 for c in COLUMNS}
+            out[name]["identity"] = 0.3
+        return out
+
+    eyes = Direction("eyes_open", readout["eyes_open"], (0, 4), 0.5)
+    others = sum(readout[c] for c in readout if c not in ("sad", "eyes_open", "pitch"))
+    sad_vec = unit(readout["sad"] + 0.6 * readout["eyes_open"] + 0.4 * readout["pitch"] + 0.3 * others)
+    sad = Direction("sad", sad_vec, (0, 4), 0.5)
+    pitch = Direction("pitch", readout["pitch"], (0, 4), 0.5)
+    directions = {"eyes_open": eyes, "sad": sad, "pitch": pitch}
+    table = table_of(directions)
+    assert median_leak(table, "sad") > 0.1 >= median_leak(table, "eyes_open")
+    held = lambda name: ("eyes_open", "pitch", "age") if name == "sad" else ("sad",)  # noqa: E731
+    fixed = decorrelate(directions, table, held, goal=0.1)
+    after = table_of(fixed)
+    assert abs(after["sad"]["eyes_open"]) < 0.02 and abs(after["sad"]["pitch"]) < 0.02
+    assert abs(after["sad"]["smile"] - table["sad"]["smile"]) < 0.1  # what it does not keep is not touched
+    assert after["sad"]["sad"] > 0.8 * table["sad"]["sad"]
+    assert set(fixed["sad"].info["corrected_by"]) == {"eyes_open", "pitch"}
+    assert fixed["eyes_open"] is eyes and fixed["pitch"] is pitch
+    # the corrected direction is an ordinary direction: it edits, saves and loads
+    moved = apply_edits(torch.zeros(1, 4, dim), fixed, {"sad": 1.0})
+    assert torch.allclose(moved[0, 0], fixed["sad"].scale * fixed["sad"].vector, atol=1e-5)
+
+
+def test_the_shipped_directions_record_their_corrections():
+    from pipeline.training.covariate_directions import held_attributes
+
+    path = ROOT / "weights" / "utkface-64" / "directions.safetensors"
+    report = read_report(path)
+    loaded = load_directions(path, 256, 10)
+    assert report["decorrelated"], "the search corrects at least one direction"
+    for name, fix in report["decorrelated"].items():
+        assert fix["median_leak_before"] > 0.25
+        assert set(fix["corrected_by"]) <= set(held_attributes(name))
+        assert loaded[name].info["corrected_by"] == fix["corrected_by"]

@@ -201,6 +201,14 @@ def covariates_text(search: dict) -> str:
              "", "| attribute | photos | correlation | keeps |", "|---|---|---|---|"]  # fmt: skip
     for name, f in search["fits"].items():
         lines.append(f"| {name} | {f['photos']} | {f['correlation']:+.3f} | {', '.join(f['keeps'])} |")
+    fixed = search.get("decorrelated") or {}
+    if fixed:
+        lines += ["", "Directions that still moved what they keep on the generator's own faces (median leakage above "
+                  "0.25 sd on 24 random faces, seed 1) were corrected with those attributes' directions, the amounts "
+                  "solved from the measured leakage (`pipeline/training/decorrelation.py`):", ""]  # fmt: skip
+        for name, f in fixed.items():
+            amounts = ", ".join(f"{h} {a:+.2f} sd" for h, a in f["corrected_by"].items())
+            lines.append(f"- {name} (median leakage {f['median_leak_before']:.2f} sd): + {amounts} per sd")
     return "\n".join(lines)
 
 

@@ -17,95 +17,30 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 
 from .. import provenance
-from ..faces.attributes import MEASURED_NAMES, analyze, identity_distance, scores
 from ..faces.photo_render import face_view, render_on_photo
 from ..latent.directions import Direction
-from ..latent.edit import apply_edits
-from ..models.render import render
+from ..training import decorrelation
+from ..training.decorrelation import COLUMNS, LEAK_GOAL, STRENGTH, attribute_names, effects, matrix, median_leak
 from .photo import invert_photo
 
-STRENGTH = 2.0
-COLUMNS = (*MEASURED_NAMES, "identity")
-LEAK_GOAL = 0.25  # median off-diagonal leakage, in standard deviations
-
 Log = Callable[[str], None]
-Editor = Callable[[Mapping[str, float]], np.ndarray]  # strengths -> the edited face as the user sees it
-
-
-def attribute_names(directions: Mapping[str, Direction]) -> list[str]:
-    return [k for k, d in directions.items() if d.kind == "attribute" and k in MEASURED_NAMES]
-
-
-def effects(base: np.ndarray, editor: Editor, names: Sequence[str]) -> dict[str, np.ndarray]:  # noqa: D103
-    """Per direction, the (+2) - (-2) change / 2 of every column for one face (raw units)."""
-    jobs = [(name, sign) for name in names for sign in (STRENGTH, -STRENGTH)]
-    images = [base] + [editor({name: sign}) for name, sign in jobs]
-    attrs = analyze(images)
-    read = [scores(a) for a in attrs]
-    out: dict[str, np.ndarray] = {}
-    for i, (name, sign) in enumerate(jobs):
-        row = np.array(
-            [read[i + 1][c] - read[0][c] for c in MEASURED_NAMES] + [identity_distance(attrs[i + 1], attrs[0])]
-        )
-        out[name] = out.get(name, 0) + np.r_[row[:-1] * np.sign(sign) / 2, row[-1] / 2]
-    return {"_base": np.array([read[0][c] for c in MEASURED_NAMES]), **out}
-
-
-def matrix(
-    per_face: list[dict[str, np.ndarray]], names: Sequence[str], spread: Mapping[str, float] | None = None
-) -> dict:
-    """Medians over faces; attribute changes in standard deviations, of real faces where the
-    directions' search recorded them (``spread``), else of the unedited faces here."""
-    own = np.nanstd(np.stack([f["_base"] for f in per_face]), 0)
-    spread = np.array([spread[c] if spread and c in spread else v for c, v in zip(MEASURED_NAMES, own)])
-    spread = np.where(spread > 1e-9, spread, 1.0)
-    out = {}
-    for name in names:
-        rows = np.stack([f[name] for f in per_face])
-        rows[:, :-1] /= spread
-        med = np.nanmedian(rows, 0)
-        out[name] = {c: round(float(v), 3) for c, v in zip(COLUMNS, med)}
-    return out
 
 
 def summary(table: dict) -> dict:
     """Per direction: its own effect and its median / largest off-diagonal leakage."""
     out = {}
     for name, row in table.items():
-        off = [abs(v) for c, v in row.items() if c not in (name, "identity")]
         worst = max((c for c in row if c not in (name, "identity")), key=lambda c: abs(row[c]))
-        out[name] = {"effect_sd": row.get(name), "median_leak_sd": round(float(np.median(off)), 3),
+        out[name] = {"effect_sd": row.get(name), "median_leak_sd": round(median_leak(table, name), 3),
                      "largest_leak": f"{worst} {row[worst]:+.2f}", "identity": row["identity"]}  # fmt: skip
     return out
 
 
 def random_faces(model, n: int, seed: int, log: Log, spread: Mapping[str, float] | None = None) -> dict:
-    names = attribute_names(model.directions)
-    gen = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, model.generator.style_dim, generator=gen)
-    with torch.no_grad():
-        codes = model.generator.mapping(z).unsqueeze(1).repeat(1, model.generator.n_latent, 1)
-    per_face = []
-    for i in range(n):
-        code = codes[i : i + 1]
-        base = render(model.generator, code)[0]
-        editor = _code_editor(model, code)
-        per_face.append(effects(base, editor, names))
-        log(f"leakage: random face {i + 1}/{n}")
-    return matrix(per_face, names, spread)
-
-
-def _code_editor(model, code: torch.Tensor, noise=None, generator=None) -> Editor:
-    """Edits as the app makes them by default (each direction keeping what it was fitted to keep)."""
-
-    def edit(strengths: Mapping[str, float]) -> np.ndarray:
-        return render(generator or model.generator, apply_edits(code, model.directions, strengths), noise)[0]
-
-    return edit
+    return decorrelation.random_faces(model.generator, model.directions, n, seed, log, spread)
 
 
 def photos(
@@ -117,7 +52,7 @@ def photos(
     for i, path in enumerate(paths):
         session = invert_photo(studio, path, steps)
         code = session.latent.wplus(model.generator.n_latent)
-        to_gen = _code_editor(model, code, session.latent.noise, session.tuned)
+        to_gen = decorrelation.code_editor(session.tuned or model.generator, code, model.directions, session.latent.noise)
         photo, aligned, rec = session.photo, session.aligned, session.reconstruction
 
         def editor(strengths: Mapping[str, float]) -> np.ndarray:

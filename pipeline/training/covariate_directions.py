@@ -132,11 +132,20 @@ def covariate_directions(
 
 def search_with_covariates(G, encoder, data_dir: Path, files: list[str], n: int = 5000, n_probe: int = 64,
                            seed: int = 0, log: Log = print) -> tuple[dict[str, Direction], dict]:  # fmt: skip
-    """The attribute directions by :func:`covariate_directions`, then SeFa's discovered ones
-    (named by what they move, in standard deviations over the real faces)."""
+    """The attribute directions by :func:`covariate_directions`, those that still move what they
+    keep on the generator's own faces corrected by the measured leakage
+    (:func:`~pipeline.training.decorrelation.decorrelate`), then SeFa's discovered ones (named by
+    what they move, in standard deviations over the real faces)."""
+    from .decorrelation import FIT_FACES, FIT_SEED, decorrelate, median_leak, random_faces
     from .directions import discovered_directions, sample_w
 
     directions, report = covariate_directions(encoder, data_dir, files, G.n_latent, n, seed, log)
+    table = random_faces(G, directions, FIT_FACES, FIT_SEED + seed, log, report["attribute_sd"])
+    directions = decorrelate(directions, table, held_attributes)
+    report["decorrelated"] = {k: {"median_leak_before": d.info["median_leak_before"], "corrected_by": d.info["corrected_by"]}
+                              for k, d in directions.items() if "corrected_by" in d.info}  # fmt: skip
+    for name, fix in report["decorrelated"].items():
+        log(f"{name}: median leakage {median_leak(table, name):.2f} sd, corrected by {fix['corrected_by']}")
     w = sample_w(G, max(n_probe, 1000), seed)
     directions.update(discovered_directions(G, w, w[:n_probe], report["attribute_sd"], log))
     report["method"] = "covariates"
