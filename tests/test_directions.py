@@ -268,14 +268,29 @@ def test_decorrelation_cancels_what_a_direction_moves_but_keeps():
     assert torch.allclose(moved[0, 0], fixed["sad"].scale * fixed["sad"].vector, atol=1e-5)
 
 
-def test_the_shipped_directions_record_their_corrections():
+def test_the_shipped_directions_record_their_rows_and_corrections():
     from pipeline.training.covariate_directions import held_attributes
+    from pipeline.training.decorrelation import MAX_SKIPPED_ROWS
 
     path = ROOT / "weights" / "utkface-64" / "directions.safetensors"
     report = read_report(path)
     loaded = load_directions(path, 256, 10)
-    assert report["decorrelated"], "the search corrects at least one direction"
+    assert "decorrelated" in report and report["rows"]
+    for name, rows in report["rows"].items():
+        assert tuple(rows) == loaded[name].layers and rows[0] <= MAX_SKIPPED_ROWS and rows[1] == 10
+        assert str(rows[0]) in loaded[name].info["rows_tried"]
+    assert any(rows[0] > 0 for rows in report["rows"].values())  # some edits keep the face's shape rows
     for name, fix in report["decorrelated"].items():
-        assert fix["median_leak_before"] > 0.25
+        assert fix["median_leak_before"] > 0.7 * 0.25
         assert set(fix["corrected_by"]) <= set(held_attributes(name))
         assert loaded[name].info["corrected_by"] == fix["corrected_by"]
+
+
+def test_an_edit_leaves_out_the_coarse_rows_that_change_the_person_when_it_can():
+    from pipeline.training.decorrelation import first_row
+
+    # (effect, identity distance) by first row: row 2 keeps 90% of the effect and the person best
+    assert first_row({0: (1.0, 0.59), 1: (0.99, 0.55), 2: (0.92, 0.49), 3: (0.57, 0.47)}) == 2
+    assert first_row({0: (1.0, 0.40), 1: (0.95, 0.45)}) == 0  # leaving rows out does not help
+    assert first_row({0: (1.0, 0.40), 1: (0.95, 0.39)}) == 0  # ... or hardly
+    assert first_row({0: (-0.01, 0.4), 1: (0.02, 0.3)}) == 0  # no effect to keep: all rows

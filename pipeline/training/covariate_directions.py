@@ -132,14 +132,28 @@ def covariate_directions(
 
 def search_with_covariates(G, encoder, data_dir: Path, files: list[str], n: int = 5000, n_probe: int = 64,
                            seed: int = 0, log: Log = print) -> tuple[dict[str, Direction], dict]:  # fmt: skip
-    """The attribute directions by :func:`covariate_directions`, those that still move what they
+    """The attribute directions by :func:`covariate_directions`, each on the rows that keep the
+    person best (:func:`~pipeline.training.decorrelation.identity_rows`), those that still move what they
     keep on the generator's own faces corrected by the measured leakage
     (:func:`~pipeline.training.decorrelation.decorrelate`), then SeFa's discovered ones (named by
     what they move, in standard deviations over the real faces)."""
-    from .decorrelation import FIT_FACES, FIT_SEED, decorrelate, median_leak, random_faces
+    from .decorrelation import (
+        FIT_FACES,
+        FIT_SEED,
+        ROW_FACES,
+        decorrelate,
+        identity_rows,
+        median_leak,
+        photo_codes,
+        random_faces,
+    )
     from .directions import discovered_directions, sample_w
 
     directions, report = covariate_directions(encoder, data_dir, files, G.n_latent, n, seed, log)
+    chosen = np.random.default_rng(seed + 1).choice(len(files), ROW_FACES, replace=False)
+    faces = load_faces(data_dir, [files[i] for i in sorted(chosen)], G.config.resolution)
+    directions = identity_rows(G, directions, photo_codes(G, encoder, faces, log=log), log, report["attribute_sd"])
+    report["rows"] = {k: list(d.layers) for k, d in directions.items()}
     table = random_faces(G, directions, FIT_FACES, FIT_SEED + seed, log, report["attribute_sd"])
     directions = decorrelate(directions, table, held_attributes)
     report["decorrelated"] = {k: {"median_leak_before": d.info["median_leak_before"], "corrected_by": d.info["corrected_by"]}

@@ -12,7 +12,7 @@ the matrix so that, to first order, the held attributes' changes cancel:
 
 Strength 1 of ``d'`` is one standard deviation of ``d`` with ``-a_h`` of each ``h``; the
 corrections are recorded in the direction's details. Only directions whose median leakage
-exceeds :data:`LEAK_GOAL` are corrected: the correction also removes part of what an attribute
+comes near :data:`LEAK_GOAL` are corrected: the correction also removes part of what an attribute
 is read by (an aged face's narrower eyes), so clean directions are left alone.
 """
 
@@ -32,8 +32,20 @@ from ..models.render import render
 STRENGTH = 2.0
 COLUMNS = (*MEASURED_NAMES, "identity")
 LEAK_GOAL = 0.25  # median off-diagonal leakage, in standard deviations
+# Directions are corrected above this share of the goal: the faces they are fitted on are not
+# the benchmark's, and a leak just under the goal on one set was just over it on the other.
+CORRECT_ABOVE = 0.7
 FIT_SEED = 1  # random faces the corrections are fitted on (the benchmark reads seed 0)
-FIT_FACES = 24
+FIT_FACES = 48
+# Rows an edit may leave out at the top: the coarsest rows set the face's shape, which is most of
+# what makes it the same person; an edit starts at the row that keeps its identity best while
+# keeping LAYER_KEEP of its effect (age +3 sd on 10 held-out photos, all rows vs from row 3:
+# identity distance 0.64 -> 0.49, same person 30% -> 80%, +28 -> +27 years).
+MAX_SKIPPED_ROWS = 4
+LAYER_KEEP = 0.9
+MIN_IDENTITY_GAIN = 0.03  # identity distance a later first row must save to be taken
+ROW_FACES = 12  # training photos the rows are chosen on
+ROW_STEPS = 50  # optimisation steps of each
 
 Log = Callable[[str], None]
 Editor = Callable[[Mapping[str, float]], np.ndarray]  # strengths -> the edited face as the user sees it
@@ -104,14 +116,66 @@ def random_faces(G, directions: Mapping[str, Direction], n: int, seed: int, log:
     return matrix(per_face, names, spread)
 
 
+def identity_rows(G, directions: Mapping[str, Direction], codes: torch.Tensor, log: Log,
+                  spread: Mapping[str, float] | None = None) -> dict[str, Direction]:  # fmt: skip
+    """Each attribute direction acting on all rows starts at the row, of the first
+    ``MAX_SKIPPED_ROWS`` + 1, that changes the person least at +2 sd while keeping
+    :data:`LAYER_KEEP` of its all-row effect, measured on ``codes`` (n, n_latent, dim): photos'
+    optimised codes, as the app edits them (random faces' W codes do not show the difference)."""
+    names = [k for k in attribute_names(directions) if directions[k].layers == (0, G.n_latent)]
+    base = analyze(list(render(G, codes)))
+    out = dict(directions)
+    for name in names:
+        unit = float(spread[name]) if spread and spread.get(name) else 1.0
+        trials = {}
+        for first in range(min(MAX_SKIPPED_ROWS, G.n_latent - 1) + 1):
+            edited = analyze(list(render(G, apply_edits(codes, directions, {name: STRENGTH}, layers=(first, G.n_latent)))))
+            # the mean: a probability that saturates (gender) has a median change of nearly zero
+            change = np.nanmean([scores(e)[name] - scores(b)[name] for e, b in zip(edited, base)]) / unit
+            distance = np.nanmedian([identity_distance(e, b) for e, b in zip(edited, base)])
+            trials[first] = (float(change), float(distance))
+        first, full = first_row(trials), trials[0][0]
+        info = {**directions[name].info, "rows_tried": {str(f): {"effect_sd": round(c, 3), "identity": round(d, 3)}
+                                                        for f, (c, d) in trials.items()}}  # fmt: skip
+        out[name] = replace(directions[name], layers=(first, G.n_latent), info=info)
+        log(f"{name}: rows {first}..{G.n_latent} (identity {trials[first][1]:.2f}, all rows {trials[0][1]:.2f}; "
+            f"effect {trials[first][0]:+.2f} sd, all rows {full:+.2f})")
+    return out
+
+
+def first_row(trials: Mapping[int, tuple[float, float]]) -> int:
+    """Of {first row: (effect, identity distance)}, the row that keeps the person best among
+    those keeping :data:`LAYER_KEEP` of the all-row effect and gaining at least
+    :data:`MIN_IDENTITY_GAIN` (row 0 otherwise: rows are not given up for nothing)."""
+    full, distance = trials[0]
+    keeping = [f for f, (c, d) in trials.items() if full > 0 and c >= LAYER_KEEP * full and d <= distance - MIN_IDENTITY_GAIN]
+    return min(keeping, key=lambda f: trials[f][1]) if keeping else 0
+
+
+def photo_codes(G, encoder, faces: np.ndarray, steps: int = ROW_STEPS, log: Log = print) -> torch.Tensor:
+    """(n, n_latent, dim) codes of aligned ``faces`` as the app makes them: the encoder's guess
+    refined by ``steps`` of optimisation in W+."""
+    from ..latent.inversion import invert
+
+    codes = []
+    for i, face in enumerate(faces):
+        result = invert(G, face, encoder, steps=steps, space="wplus")
+        codes.append(result.wplus.detach().reshape(1, G.n_latent, -1).cpu())
+        log(f"rows: inverted photo {i + 1}/{len(faces)}")
+    return torch.cat(codes)
+
+
 def decorrelate(directions: Mapping[str, Direction], table: dict, held: Callable[[str], Sequence[str]],
-                goal: float = LEAK_GOAL) -> dict[str, Direction]:  # fmt: skip
+                goal: float = CORRECT_ABOVE * LEAK_GOAL) -> dict[str, Direction]:  # fmt: skip
     """``directions`` with each one whose median leakage in ``table`` exceeds ``goal`` corrected
     by the directions of what it holds (``held(name)``), so that those stay put (module notes)."""
     out = dict(directions)
     for name in table:
         d = directions[name]
-        keep = [h for h in held(name) if h in table and h in directions and h != name and directions[h].layers == d.layers]
+        # a held direction acting on more rows is applied on this one's (its measured effect is
+        # then only approximate, and the benchmark says how well it holds)
+        keep = [h for h in held(name) if h in table and h in directions and h != name
+                and directions[h].layers[0] <= d.layers[0] and directions[h].layers[1] == d.layers[1]]
         before = median_leak(table, name)
         if before <= goal or not keep:
             continue
