@@ -201,11 +201,19 @@ def covariates_text(search: dict) -> str:
              "", "| attribute | photos | correlation | keeps |", "|---|---|---|---|"]  # fmt: skip
     for name, f in search["fits"].items():
         lines.append(f"| {name} | {f['photos']} | {f['correlation']:+.3f} | {', '.join(f['keeps'])} |")
+    from ..training.decorrelation import CORRECT_ABOVE, FIT_FACES, FIT_SEED, LAYER_KEEP, LEAK_GOAL, ROW_FACES
+
+    later = {k: v for k, v in (search.get("rows") or {}).items() if v[0] > 0}
+    if later:
+        lines += ["", f"Each direction starts at the W+ row that keeps the person best at +2 sd while keeping {LAYER_KEEP:.0%} "
+                  f"of its effect, on {ROW_FACES} optimised training photos: "
+                  + ", ".join(f"{k} rows {lo}-{hi - 1}" for k, (lo, hi) in later.items()) + "; the others all rows."]  # fmt: skip
     fixed = search.get("decorrelated") or {}
     if fixed:
-        lines += ["", "Directions that still moved what they keep on the generator's own faces (median leakage above "
-                  "0.25 sd on 24 random faces, seed 1) were corrected with those attributes' directions, the amounts "
-                  "solved from the measured leakage (`pipeline/training/decorrelation.py`):", ""]  # fmt: skip
+        lines += ["", f"Directions that still moved what they keep on the generator's own faces (median leakage above "
+                  f"{CORRECT_ABOVE * LEAK_GOAL:.3g} sd on {FIT_FACES} random faces, seed {FIT_SEED}) were corrected with "
+                  "those attributes' directions, the amounts solved from the measured leakage "
+                  "(`pipeline/training/decorrelation.py`):", ""]  # fmt: skip
         for name, f in fixed.items():
             amounts = ", ".join(f"{h} {a:+.2f} sd" for h, a in f["corrected_by"].items())
             lines.append(f"- {name} (median leakage {f['median_leak_before']:.2f} sd): + {amounts} per sd")

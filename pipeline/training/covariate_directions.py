@@ -149,6 +149,7 @@ def search_with_covariates(G, encoder, data_dir: Path, files: list[str], n: int 
     )
     from .directions import discovered_directions, sample_w
 
+    started = time.monotonic()
     directions, report = covariate_directions(encoder, data_dir, files, G.n_latent, n, seed, log)
     chosen = np.random.default_rng(seed + 1).choice(len(files), ROW_FACES, replace=False)
     faces = load_faces(data_dir, [files[i] for i in sorted(chosen)], G.config.resolution)
@@ -163,4 +164,5 @@ def search_with_covariates(G, encoder, data_dir: Path, files: list[str], n: int 
     w = sample_w(G, max(n_probe, 1000), seed)
     directions.update(discovered_directions(G, w, w[:n_probe], report["attribute_sd"], log))
     report["method"] = "covariates"
+    report["seconds"] = round(time.monotonic() - started, 1)  # the whole search, rows and corrections included
     return directions, report
