@@ -25,7 +25,8 @@ from ..latent.directions import Direction
 from ..latent.edit import apply_edits
 from ..models.generator import Generator
 from ..models.render import from_uint8, render
-from ..training.directions import Progress, score_images
+from ..training.decorrelation import CORRECT_ABOVE, FIT_FACES, FIT_SEED, LEAK_GOAL, ROW_FACES
+from ..training.directions import LAYER_KEEP, Progress, score_images
 
 STRENGTHS = (-2.0, 2.0)
 AGE_GOAL_STRENGTH = 3.0
@@ -201,8 +202,6 @@ def covariates_text(search: dict) -> str:
              "", "| attribute | photos | correlation | keeps |", "|---|---|---|---|"]  # fmt: skip
     for name, f in search["fits"].items():
         lines.append(f"| {name} | {f['photos']} | {f['correlation']:+.3f} | {', '.join(f['keeps'])} |")
-    from ..training.decorrelation import CORRECT_ABOVE, FIT_FACES, FIT_SEED, LAYER_KEEP, LEAK_GOAL, ROW_FACES
-
     later = {k: v for k, v in (search.get("rows") or {}).items() if v[0] > 0}
     if later:
         lines += ["", f"Each direction starts at the W+ row that keeps the person best at +2 sd while keeping {LAYER_KEEP:.0%} "

@@ -39,10 +39,6 @@ def summary(table: dict) -> dict:
     return out
 
 
-def random_faces(model, n: int, seed: int, log: Log, spread: Mapping[str, float] | None = None) -> dict:
-    return decorrelation.random_faces(model.generator, model.directions, n, seed, log, spread)
-
-
 def photos(
     studio, model, paths: Sequence[Path], steps: int, log: Log, spread: Mapping[str, float] | None = None
 ) -> dict:
@@ -115,7 +111,7 @@ def bench_leakage(model, directions: Mapping[str, Direction], photo_paths: Seque
             "matrix": photos(Studio(model.name), model, photo_paths, steps, log, spread),
         }
     if n_random:
-        out["random"] = {"faces": n_random, "matrix": random_faces(model, n_random, 0, log, spread)}
+        out["random"] = {"faces": n_random, "matrix": decorrelation.random_faces(model.generator, model.directions, n_random, 0, log, spread)}
     for part in ("photos", "random"):
         if part in out:
             out[part]["picture"] = str(heatmap(out[part]["matrix"], folder / f"leakage_{part}.png"))

@@ -75,12 +75,9 @@ def _structure(image: np.ndarray, sigma: float) -> np.ndarray:
     return np.clip(128 + 50 * centred / contrast, 0, 255).astype(np.uint8)
 
 
-def _flow(source: np.ndarray, target: np.ndarray, scale: float) -> np.ndarray:
-    """Flow f with ``source(x) ~ target(x + f(x))`` (float32 images in [0, 1], same size;
-    ``scale``: working pixels per generator pixel)."""
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    sigma = STRUCTURE_BAND * scale
-    return dis.calc(_structure(source, sigma), _structure(target, sigma), None)
+def _flow(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Flow f with ``source(x) ~ target(x + f(x))`` (uint8 :func:`_structure` images, same size)."""
+    return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(source, target, None)
 
 
 def face_size_in_photo(aligned: AlignedFace) -> int:
@@ -112,7 +109,8 @@ def render_on_photo(
     else:
         # The renders hold no motion finer than a generator pixel; where the flow there and
         # back disagree, it is appearance (new teeth, a shadow) rather than motion.
-        flow, back = smooth(_flow(edit, rec, scale)), smooth(_flow(rec, edit, scale))
+        edges_edit, edges_rec = (_structure(image, STRUCTURE_BAND * scale) for image in (edit, rec))
+        flow, back = smooth(_flow(edges_edit, edges_rec)), smooth(_flow(edges_rec, edges_edit))
         back_at = cv2.remap(back, grid[0] + flow[..., 0], grid[1] + flow[..., 1], cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
         mismatch = np.linalg.norm(flow + back_at, axis=2) / scale

@@ -14,6 +14,9 @@ Strength 1 of ``d'`` is one standard deviation of ``d`` with ``-a_h`` of each ``
 corrections are recorded in the direction's details. Only directions whose median leakage
 comes near :data:`LEAK_GOAL` are corrected: the correction also removes part of what an attribute
 is read by (an aged face's narrower eyes), so clean directions are left alone.
+
+Before that, :func:`identity_rows` lets each direction leave out the coarsest W+ rows (the face's
+shape) where that keeps the person better at little cost to the effect.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from ..faces.attributes import MEASURED_NAMES, analyze, identity_distance, score
 from ..latent.directions import Direction
 from ..latent.edit import apply_edits
 from ..models.render import render
+from .directions import LAYER_KEEP
 
 STRENGTH = 2.0
 COLUMNS = (*MEASURED_NAMES, "identity")
@@ -42,7 +46,6 @@ FIT_FACES = 48
 # keeping LAYER_KEEP of its effect (age +3 sd on 10 held-out photos, all rows vs from row 3:
 # identity distance 0.64 -> 0.49, same person 30% -> 80%, +28 -> +27 years).
 MAX_SKIPPED_ROWS = 4
-LAYER_KEEP = 0.9
 MIN_IDENTITY_GAIN = 0.03  # identity distance a later first row must save to be taken
 ROW_FACES = 12  # training photos the rows are chosen on
 ROW_STEPS = 50  # optimisation steps of each
