@@ -87,7 +87,7 @@ def test_blinks_come_at_human_intervals_and_are_short():
     starts = np.flatnonzero((track[1:] > 0) & (track[:-1] == 0)) + 1
     gaps = np.diff(starts) / FPS
     assert 10 <= len(starts) <= 40  # 10-40 blinks a minute
-    assert gaps.min() >= 1.0
+    assert gaps.min() >= 2.0 and gaps.max() <= 6.0  # every 2-6 s
     assert track.max() == 1.0 and (track > 0).sum() / len(starts) <= 8  # about a quarter of a second each
     assert np.array_equal(track, blink_track(60 * FPS, seed=3))
 
@@ -346,7 +346,7 @@ def test_a_closed_still_read_as_parted_is_not_squeezed_shut(model):
     shape = head.shape
     head.canvas.landmarks[:] = head.canvas.frame.invert(with_opening(shape[None], shape, [inner_gap(shape) + 0.15])[0])
     rest = closed(head.shape)
-    targets, _ = frame_targets(head, np.repeat(rest[None], 5, axis=0), np.zeros(5), rest, keep_expression=True)
+    targets, _ = frame_targets(head, np.repeat(rest[None], 5, axis=0), rest, keep_expression=True)
     moved = np.abs(targets[:, 48:68] - head.canvas.landmarks[48:68]).max()
     assert moved <= MISREAD_CLOSE * head.iod + 0.5
 

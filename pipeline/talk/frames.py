@@ -6,9 +6,13 @@ The VG step of ATVGnet, done on the photo instead of on a generated face:
   own resolution, or, for a face with no photo, the generator's render enlarged. Its 68
   landmarks are dlib's, read at that resolution.
 * **Motion.** Every frame is the canvas warped by a thin-plate spline that takes the still's
-  landmarks to the frame's (lips and jaw from the speech track, eyelids for blinks, the whole
-  head for a little natural motion), pinned to zero on a ring around the head and at the
-  edge of the work box, so hair, background and identity stay the photo's own pixels.
+  landmarks to the frame's (lips and jaw from the speech track, the whole head for a little
+  natural motion), pinned to zero on a ring around the head and at the edge of the work box,
+  so hair, background and identity stay the photo's own pixels.
+* **Blinks.** A lid is a sheet sliding over the eye, not the eye squeezed: before the warp, the
+  canvas's eye is covered from the lid crease down to the closing lid margin with the lid's
+  skin (the photo's colours above and below, interpolated), the lash line drawn at the margin
+  across the eye's whole width.
 * **Mouth interior.** Where the lips part there is nothing in the photo to move: the opening
   is filled from the generator's mouth-open render of the same face, warped onto the opening,
   and shaded as a mouth is (upper teeth under the upper lip, a dark cavity behind), because a
@@ -23,7 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .mouth import INNER_LOWER, INNER_UPPER, LEFT_EYE, RIGHT_EYE, Similarity, inner_gap, normalise
+from .mouth import INNER_LOWER, INNER_UPPER, Similarity, inner_gap, normalise
 
 VIDEO_SIDE = 256  # a face with no photo is shown at this size (the render enlarged)
 MAX_CANVAS_SIDE = 1024  # larger photos are shrunk to this before they are animated (20 s of video: 1.6 GB of frames)
@@ -31,17 +35,31 @@ RING_SCALE = 1.35  # the pinned ring: the face's hull (brows raised) grown by th
 BOX_MARGIN = 0.6  # IOD beyond the ring: the work box, pinned at its edge
 GRID_STEP = 0.08  # IOD: the spline is evaluated on a grid this fine, then interpolated
 DETAIL_MARGIN = 0.3  # IOD around the eyes and the mouth where the spline is evaluated per pixel
-DETAIL_STEP = 2.0  # px: the mouth's fine grid (the eyes, while blinking, get every pixel)
+DETAIL_STEP = 2.0  # px: the mouth's fine grid
 DETAIL_FADE = 0.15  # IOD: ... fading into the coarse field towards that box's edge
 SMOOTHING = 1e-3  # spline regularisation (IOD^2): coincident points with different motions stay finite
 FOREHEAD_LIFT = 0.6  # IOD: brows raised by this for the ring, so it encloses the forehead
 
 # Blinks: the upper lid comes down to the lower one, which rises a little.
 UPPER_LID = {37: 41, 38: 40, 43: 47, 44: 46}  # upper lid point -> the lower lid point under it
-LOWER_LID_RISE = 0.15  # share of the gap the lower lid closes
-LASH_SHADE = 0.6  # darkening along the closed lid line (lashes), at full closure
-LASH_WIDTH = 0.045  # IOD
-LID_EVEN = 0.8  # how far a closed lid's dark creases are lifted towards the lid's mean
+LOWER_LID_RISE = 0.05  # share of the gap the lower lid closes
+EYE_OUTLINES = ((36, 37, 38, 39, 40, 41), (42, 43, 44, 45, 46, 47))  # corner, upper lid, corner, lower lid
+BROWS = (np.arange(17, 22), np.arange(22, 27))
+LID_CREASE = 0.4  # the closed lid's top: this share of the way from the lid margin to the brow
+LID_MIN_HEIGHT = 0.1  # IOD: ... at least this far above the margin (a brow read low)
+LID_PAST_CORNER = 0.14  # IOD: the lid covers this far beyond each eye corner (the corners' lashes)
+LID_BELOW = 0.06  # IOD: ... and this far under the lower lid margin, when shut
+LID_SKIN_BAND = 0.02  # IOD: the skin colour is the mean of this band just outside the covered part
+LID_TOP_FEATHER = 0.06  # IOD: the cover fades into the photo over this, at the crease
+LID_BOTTOM_FEATHER = 0.025  # IOD: ... and at the lower lid
+LID_END_FEATHER = 0.06  # IOD: ... and at its ends beyond the corners
+LID_TURN = 0.1  # the lid darkens by this share towards its margin, where it turns under
+LASH_SHADE = 1.0  # opacity of the lash line at the margin
+LASH_ABOVE = 0.015  # IOD: the lash line's Gaussian width above the margin
+LASH_BELOW = 0.04  # IOD: ... and below it, where the lashes lie on the lower lid
+LASH_PAST_CORNER = 0.14  # IOD: the lash line reaches this far beyond the corners, thinning
+LASH_TAPER = 0.3  # exponent of its sine profile along the eye (small: full width nearly to the corners)
+LASH_COLOUR = np.array([45.0, 30.0, 25.0])  # dark brown, scaled to the lower lid's lighting
 
 # Head motion: a slow, small sway about the neck, from a few sinusoids.
 HEAD_DEGREES = 2.0  # peak roll
@@ -207,20 +225,18 @@ class Warper:
         feather = np.clip(d / fade, 0, 1).astype(np.float32)[..., None]
         return cls(canvas, (x0, y0, x1, y1), ring, edge[inside], grid, feather)
 
-    def warp(self, target: np.ndarray, ring_target: np.ndarray | None = None) -> np.ndarray:
+    def warp(self, target: np.ndarray, ring_target: np.ndarray | None = None, image: np.ndarray | None = None) -> np.ndarray:
         """The canvas with its still landmarks moved to ``target`` ((68, 2) canvas pixels).
 
-        ``ring_target``: where the ring goes (it moves with the head; default: stays).
+        ``ring_target``: where the ring goes (it moves with the head; default: stays); ``image``:
+        what is moved, in the canvas's geometry (default: the canvas; a blink closes its eyes first).
         """
         source = self.canvas.landmarks
+        image = self.canvas.image if image is None else image
         ring_target = self.ring if ring_target is None else ring_target
-        lids = list(UPPER_LID.items())
-        closing = max((source[lo, 1] - source[up, 1]) - (target[lo, 1] - target[up, 1]) for up, lo in lids)
-        blinking = closing > 0.5  # px: the lids are closing (a sway moves them, but keeps their gap)
         target = _parted(target, source, self.canvas.iod)
-        centres = np.concatenate([target, _creases(target), ring_target, self.edge])
-        values = np.concatenate([source - target, _creases(source) - _creases(target), self.ring - ring_target,
-                                 np.zeros_like(self.edge)])  # fmt: skip
+        centres = np.concatenate([target, ring_target, self.edge])
+        values = np.concatenate([source - target, self.ring - ring_target, np.zeros_like(self.edge)])
         iod = self.canvas.iod
         gh, gw = self.grid.shape[:2]
         # In IOD units, so the smoothing means the same at every photo size.
@@ -228,9 +244,9 @@ class Warper:
         x0, y0, x1, y1 = self.box
         field = cv2.resize(shift.reshape(gh, gw, 2).astype(np.float32), (x1 - x0, y1 - y0),
                            interpolation=cv2.INTER_LINEAR)  # fmt: skip
-        # Lids closing and lips meeting fold the motion within a pixel or two: the coarse grid cannot
-        # hold that, so around the eyes and the mouth the spline is evaluated at every pixel.
-        for points, step in ((target[36:48], 1.0), (target[48:68], DETAIL_STEP)) if blinking else ((target[48:68], DETAIL_STEP),):
+        # Lips meeting fold the motion within a pixel or two: the coarse grid cannot hold that, so
+        # around the mouth the spline is evaluated on a fine grid.
+        for points, step in ((target[48:68], DETAIL_STEP),):
             lo = np.floor(points.min(axis=0) - DETAIL_MARGIN * iod).astype(int)
             hi = np.ceil(points.max(axis=0) + DETAIL_MARGIN * iod).astype(int)
             bx0, by0 = max(lo[0], x0), max(lo[1], y0)
@@ -249,9 +265,9 @@ class Warper:
             part = field[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0]
             part += (exact.astype(np.float32) - part) * weight
         ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-        moved = cv2.remap(self.canvas.image, xs + field[..., 0], ys + field[..., 1], cv2.INTER_CUBIC,
+        moved = cv2.remap(image, xs + field[..., 0], ys + field[..., 1], cv2.INTER_CUBIC,
                           borderMode=cv2.BORDER_REFLECT)  # fmt: skip
-        out = self.canvas.image.copy()
+        out = image.copy()
         region = out[y0:y1, x0:x1].astype(np.float32)
         out[y0:y1, x0:x1] = np.clip(region + (moved - region) * self.feather + 0.5, 0, 255).astype(np.uint8)
         return out
@@ -263,28 +279,12 @@ class Warper:
 MIN_PART = 0.015  # IOD: facing inner-lip points closer than this are held apart for the spline
 
 
-CREASE = 0.45  # the lid crease: this far from the eye line towards the brow, pinned (it stays while the lid closes)
-
-
-def _creases(landmarks: np.ndarray) -> np.ndarray:
-    """(6, 2) points on each upper lid's crease, from the brows and eye corners (not the lids)."""
-    out = []
-    for brow, (a, b) in ((np.arange(17, 22), (36, 39)), (np.arange(22, 27), (42, 45))):
-        corners = landmarks[[a, b]]
-        for t in (0.25, 0.5, 0.75):
-            on_eye = corners[0] + t * (corners[1] - corners[0])
-            on_brow = landmarks[brow[int(round(t * 4))]]
-            out.append(on_eye + CREASE * (on_brow - on_eye))
-    return np.array(out)
-
-
 def _parted(target: np.ndarray, source: np.ndarray, iod: float) -> np.ndarray:
-    """Closed lips (or lids) put two spline centres on one spot with different motions (a fold);
+    """Closed lips put two spline centres on one spot with different motions (a fold);
     holding them a hair apart, never further than they are in the still, keeps the spline smooth,
     and the hair is the dark line where lips meet."""
     out = np.array(target, dtype=np.float64)
-    pairs = list(zip(INNER_UPPER, INNER_LOWER)) + list(UPPER_LID.items())
-    for upper, lower in pairs:
+    for upper, lower in zip(INNER_UPPER, INNER_LOWER):
         least = min(MIN_PART * iod, source[lower, 1] - source[upper, 1])
         short = max(least - (out[lower, 1] - out[upper, 1]), 0) / 2
         out[upper, 1] -= short
@@ -456,26 +456,106 @@ def lip_colour(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     return np.median(pixels, axis=0) if len(pixels) else np.array([150.0, 90.0, 90.0])
 
 
-def shade_lids(frame: np.ndarray, target: np.ndarray, closure: float, iod: float) -> np.ndarray:
-    """A closing lid's look: the lash line along its edge, and the lid above it evened out (the
-    stretched crease shadow would read as a still open eye)."""
-    if closure < 0.3:
-        return frame
-    amount = min(1.0, (closure - 0.3) / 0.6)
-    width = max(1, int(round(LASH_WIDTH * iod)))
-    lashes = np.zeros(frame.shape[:2], np.float32)
-    lid = np.zeros(frame.shape[:2], np.float32)
-    creases = _creases(target)
-    for eye, crease in ((LEFT_EYE, creases[:3]), (RIGHT_EYE, creases[3:])):
-        edge = target[[eye[0], eye[1], eye[2], eye[3]]]
-        cv2.polylines(lashes, [np.round(edge * 4).astype(np.int32)], False, 1.0, width, cv2.LINE_AA, shift=2)
-        cv2.fillPoly(lid, [np.round(np.concatenate([edge, crease[::-1]]) * 4).astype(np.int32)], 1.0, cv2.LINE_AA, shift=2)
-    lashes = cv2.GaussianBlur(lashes, (0, 0), max(0.5, 0.008 * iod))
-    lid = cv2.GaussianBlur(lid, (0, 0), max(0.8, 0.03 * iod)) * (1 - lashes)
-    out = frame.astype(np.float32)
-    # The lid evened towards its own blurred self, then the lashes darkened.
-    smooth = cv2.GaussianBlur(out, (0, 0), max(1.0, 0.04 * iod))
-    lifted = np.maximum(out, smooth)
-    out += (lifted - out) * (amount * LID_EVEN * lid)[..., None]
-    out *= (1 - amount * LASH_SHADE * lashes)[..., None]
+def _lid_curve(u: np.ndarray, v: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """A lid margin as a parabola through its landmarks (u along the eye, v down), at ``at``."""
+    return np.polyval(np.polyfit(u, v, 2), at)
+
+
+def close_lids(image: np.ndarray, landmarks: np.ndarray, closure: float, iod: float) -> np.ndarray:
+    """``image`` with both eyes ``closure`` (0 open .. 1 shut) closed, in its own geometry.
+
+    In each eye's frame (u from one corner to the other, v down) the upper lid margin comes down
+    to just above the lower one; from the lid crease down to
+    the margin (and, shut, down past the lower lid) the photo is covered with its own skin
+    colours from just outside the cover, interpolated top to bottom, darkening a little where
+    the lid turns under; the lash line lies along the margin. Below a partly closed lid the eye
+    stays as it is: the lid slides over it.
+    """
+    if closure <= 0:
+        return image
+    out = image.astype(np.float32)
+    source = out.copy()
+    for outline, brow in zip(EYE_OUTLINES, BROWS):
+        _close_eye(out, source, landmarks, outline, brow, closure, iod)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def _close_eye(out: np.ndarray, source: np.ndarray, landmarks: np.ndarray, outline: tuple[int, ...],
+               brow_points: np.ndarray, closure: float, iod: float) -> None:  # fmt: skip
+    """One eye of :func:`close_lids`, painted into ``out`` (float, read from ``source``)."""
+    h, w = source.shape[:2]
+    start, end = landmarks[outline[0]], landmarks[outline[3]]
+    length = float(np.linalg.norm(end - start))
+    if length < 1:
+        return
+    along = (end - start) / length
+    down = np.array([-along[1], along[0]])
+    down = down if down[1] >= 0 else -down
+
+    def local(points: np.ndarray) -> np.ndarray:
+        return np.stack([(points - start) @ along, (points - start) @ down], axis=-1)
+
+    def to_image(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return start + np.asarray(u)[..., None] * along + np.asarray(v)[..., None] * down
+
+    upper = local(landmarks[list(outline[:4])])
+    lower = local(landmarks[[outline[3], outline[4], outline[5], outline[0]]])
+    brow = local(landmarks[brow_points])
+    brow = brow[np.argsort(brow[:, 0])]
+    past = LID_PAST_CORNER * iod
+    us = np.linspace(-past, length + past, max(8, int(length + 2 * past)))
+    reach = np.sqrt(np.clip(np.sin(np.pi * (us + past) / (length + 2 * past)), 0, 1))  # 0 at the cover's ends
+    on_eye = np.clip(us, 0, length)
+    margin_up = _lid_curve(upper[:, 0], upper[:, 1], on_eye)
+    margin_low = _lid_curve(lower[:, 0], lower[:, 1], on_eye)
+    lift = np.minimum(np.interp(us, brow[:, 0], brow[:, 1]) - margin_up, -LID_MIN_HEIGHT * iod)
+    top = margin_up + LID_CREASE * lift * reach
+    bottom = margin_low + LID_BELOW * iod * reach
+
+    def skin(vs: np.ndarray, outward: float) -> np.ndarray:  # (len(us), 3) mean colour of a band
+        rows = []
+        for k in range(4):
+            q = to_image(us, vs + outward * LID_SKIN_BAND * iod * k / 3).astype(np.float32)
+            rows.append(cv2.remap(source, q[None, :, 0], q[None, :, 1], cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REFLECT)[0])  # fmt: skip
+        size = max(3, (len(us) // 5) | 1)
+        return cv2.GaussianBlur(np.mean(rows, axis=0)[None], (size, 1), 0)[0]
+
+    top_skin, bottom_skin = skin(top, -1.0), skin(bottom, 1.0)
+    corners = np.concatenate([to_image(us, top), to_image(us, bottom)])
+    x0, y0 = np.maximum(np.floor(corners.min(axis=0)).astype(int) - 2, 0)
+    x1, y1 = np.ceil(corners.max(axis=0)).astype(int) + 2
+    x1, y1 = min(x1, w), min(y1, h)
+    if x1 <= x0 or y1 <= y0:
+        return
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+    uv = local(np.stack([xx, yy], axis=-1))
+    u, v = uv[..., 0], uv[..., 1]
+    at = lambda values: np.interp(u, us, values)  # noqa: E731
+    top_v, bottom_v, up_v, low_v = at(top), at(bottom), at(margin_up), at(margin_low)
+    gap = np.maximum(low_v - up_v, 0)
+    margin = up_v + closure * (low_v - LOWER_LID_RISE * gap - up_v)
+    share = np.clip((v - top_v) / np.maximum(bottom_v - top_v, 1e-6), 0, 1)[..., None]
+    top_c = np.stack([at(top_skin[:, c]) for c in range(3)], axis=-1)
+    bottom_c = np.stack([at(bottom_skin[:, c]) for c in range(3)], axis=-1)
+    lid = top_c + (bottom_c - top_c) * share
+    turn = np.clip((v - top_v) / np.maximum(margin - top_v, 1e-6), 0, 1)
+    lid *= (1 - LID_TURN * turn**3)[..., None]
+    weight = np.clip((v - top_v) / (LID_TOP_FEATHER * iod), 0, 1)
+    if closure >= 1:
+        weight *= np.clip((bottom_v - v) / (LID_BOTTOM_FEATHER * iod), 0, 1)
+    else:  # the eye below the margin shows
+        weight *= np.clip(margin - v + 0.5, 0, 1)
+    ends = np.minimum(u + past, length + past - u)  # fade out at the cover's ends, no seam
+    weight = (weight * np.clip(ends / (LID_END_FEATHER * iod), 0, 1))[..., None]
+    region = out[y0:y1, x0:x1]
+    region += (lid - region) * weight
+    lash_past = LASH_PAST_CORNER * iod
+    spread = np.clip((u + lash_past) / (length + 2 * lash_past), 0, 1)
+    width = np.where(v < margin, LASH_ABOVE, LASH_BELOW) * iod  # the lashes hang down over the lower lid
+    lashes = np.exp(-0.5 * ((v - margin) / np.maximum(width, 0.5)) ** 2)
+    lashes *= np.sin(np.pi * spread) ** LASH_TAPER * min(closure / 0.5, 1.0)
+    opacity = (LASH_SHADE * lashes)[..., None]
+    colour = LASH_COLOUR * (bottom_c.mean(axis=-1, keepdims=True) / 200.0)
+    region += (colour - region) * opacity
+

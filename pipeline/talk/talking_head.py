@@ -4,8 +4,9 @@ The VG step of ATVGnet, done on the photo's own pixels (see :mod:`pipeline.talk.
 
 * The **canvas** is what the video shows: the photo (pasted back), its face at the photo's
   resolution, or the generator's render enlarged when there is no photo.
-* Every frame warps the canvas so its landmarks follow the speech track (lips and jaw), the
-  blinks (eyelids) and a slight head sway; the motion fades out on a ring around the head.
+* Every frame warps the canvas so its landmarks follow the speech track (lips and jaw) and a
+  slight head sway; the motion fades out on a ring around the head. Blinks close the canvas's
+  lids before it is warped.
 * Where the lips part, the opening is filled from the generator's **mouth-open render** of the
   same face: a **talk map** (per model, fitted once by :func:`pipeline.training.talk_map.fit_talk_map`)
   turns a mouth opening into W offsets on a range of W+ rows. It is fitted on the model's own
@@ -41,9 +42,9 @@ from .frames import (
     MouthInterior,
     Warper,
     blink_landmarks,
+    close_lids,
     head_sway,
     make_canvas,
-    shade_lids,
     sway_matrix,
 )
 from .mouth import JAW, MOUTH, closed, inner_gap, normalise, with_opening
@@ -184,6 +185,7 @@ def load_talk_map(path: str | Path, G: Generator | None = None, refit_hint: str 
 # --------------------------------------------------------------------------- blinks
 
 
+BLINK_GAP_MIN, BLINK_GAP_MAX = 2.0, 6.0  # seconds between blinks
 BLINK_PROFILE = np.array([0.5, 1.0, 1.0, 0.7, 0.4, 0.15])  # fast close, slower opening: ~240 ms at 25 fps
 
 
@@ -191,8 +193,8 @@ def blink_track(n_frames: int, seed: int = 0, fps: int = FPS) -> np.ndarray:
     """(n_frames,) eye closure 0..1 with blinks at human intervals.
 
     People blink about 15-25 times a minute when talking; the gaps between blinks are
-    skewed (gamma, shape 2, mean 3 s here, at least 1 s) and a blink lasts about a quarter
-    of a second, closing faster than it opens. The first blink comes 0.5-2.5 s in.
+    skewed (2 s plus a gamma of shape 2, mean 3.5 s, at most 6 s) and a blink lasts about a
+    quarter of a second, closing faster than it opens. The first blink comes 0.5-2.5 s in.
     """
     rng = np.random.default_rng(seed)
     track = np.zeros(n_frames)
@@ -202,7 +204,7 @@ def blink_track(n_frames: int, seed: int = 0, fps: int = FPS) -> np.ndarray:
         if start + len(BLINK_PROFILE) > n_frames:
             break
         track[start : start + len(BLINK_PROFILE)] = BLINK_PROFILE
-        t += max(1.0, rng.gamma(2.0, 1.5))
+        t += BLINK_GAP_MIN + min(rng.gamma(2.0, 0.75), BLINK_GAP_MAX - BLINK_GAP_MIN)
     return track
 
 
@@ -345,13 +347,13 @@ class Clip:
 def frame_targets(
     head: TalkingHead,
     track: np.ndarray,
-    blinks: np.ndarray,
     rest: np.ndarray | None = None,
     sway: np.ndarray | None = None,
     keep_expression: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """(T, 68, 2) canvas-pixel landmarks for each frame and (T, R, 2) where the pinned ring goes
-    (None: it stays). See :func:`animate` for the arguments."""
+    """(T, 68, 2) canvas-pixel landmarks the warp moves the still's to, each frame (the eyes as
+    open as the still's: blinks close the canvas's lids instead), and (T, R, 2) where the pinned
+    ring goes (None: it stays). See :func:`animate` for the arguments."""
     from ..faces.align import apply
 
     track = np.array(track, dtype=np.float64)
@@ -379,8 +381,6 @@ def frame_targets(
         track[:, MOUTH] += ease[:, None, None] * (relaxed(rest) - rest)[MOUTH][None]
     frame = head.canvas.frame
     targets = frame.invert(track.reshape(-1, 2)).reshape(n, 68, 2)
-    for t in np.flatnonzero(blinks > 0):
-        targets[t] = blink_landmarks(targets[t], float(blinks[t]))
     if sway is None:
         return targets, None
     pivot = head.landmarks[8] + (head.landmarks[8] - head.landmarks[27]) * 0.6  # the neck, under the chin
@@ -410,17 +410,18 @@ def animate(
     start = time.time()
     n = len(track)
     blinks = np.zeros(n) if blinks is None else np.asarray(blinks, dtype=np.float64)
-    targets, rings = frame_targets(head, track, blinks, rest, sway, keep_expression)
+    targets, rings = frame_targets(head, track, rest, sway, keep_expression)
     canvas, iod = head.canvas, head.iod
     frames = np.empty((n, *canvas.image.shape), np.uint8)
     for t in range(n):
-        still = rings is None and np.abs(targets[t] - canvas.landmarks).max() < 0.05
-        if still:
+        closure = float(blinks[t])
+        if rings is None and closure <= 0 and np.abs(targets[t] - canvas.landmarks).max() < 0.05:
             frames[t] = canvas.image
             continue
-        image = head.warper.warp(targets[t], None if rings is None else rings[t])
-        image = head.interior.fill(image, targets[t], iod)
-        frames[t] = shade_lids(image, targets[t], float(blinks[t]), iod)
+        lids = close_lids(canvas.image, canvas.landmarks, closure, iod) if closure > 0 else None
+        image = head.warper.warp(targets[t], None if rings is None else rings[t], lids)
+        frames[t] = head.interior.fill(image, targets[t], iod)
+        targets[t] = blink_landmarks(targets[t], closure)  # where the frame's lids are
     return Clip(frames, targets, blinks, time.time() - start)
 
 
