@@ -403,3 +403,23 @@ def test_a_large_photo_talks_at_the_canvas_limit(model, tmp_path):
     wplus = G.mean_w()[:, None].repeat(1, G.n_latent, 1)
     result = talk_video(G, wplus, principal_talk_map(G), tmp_path / "big.mp4", text="Hi.", photo=(big, aligned))
     assert result.frames.shape[1:3] == (MAX_CANVAS_SIDE, MAX_CANVAS_SIDE)
+
+
+def test_shut_lids_read_as_closed_eyes_on_a_photo():
+    from pipeline.faces.detection import find_faces
+    from pipeline.faces.face_geometry import eye_aspect_ratio, inter_ocular
+    from pipeline.faces.images import load_image
+    from pipeline.talk.frames import close_lids
+
+    photo = load_image("tests/data/faces/astronaut.png")
+    face = find_faces(photo)[0]
+    iod = inter_ocular(face.landmarks)
+    assert close_lids(photo, face.landmarks, 0.0, iod) is photo
+    shut = close_lids(photo, face.landmarks, 1.0, iod)
+    # dlib, which never saw how the lids were drawn, reads the eyes as closed.
+    read = find_faces(shut)[0].landmarks
+    assert eye_aspect_ratio(read) < 0.5 * eye_aspect_ratio(face.landmarks)
+    # Only the eyes changed: nothing below the nose tip or far above the brows.
+    changed = np.flatnonzero((shut != photo).any(axis=-1).any(axis=1))
+    assert changed.min() > face.landmarks[17:27, 1].min() - 0.3 * iod
+    assert changed.max() < face.landmarks[30, 1]
