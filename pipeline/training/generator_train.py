@@ -73,6 +73,12 @@ RECIPES = {
         "sharp-128", resolution=128, critic="patch", adversarial=0.5, adversarial_after=6000,
         manifold_codes=8, freeze_images=20_000, lr=0.0005, d_lr=0.0002,
     ),  # fmt: skip
+    # sharp-128 with the critic's say tripled: against sharp-128 the critic wins (hinge loss
+    # ~0.3) and sample sharpness stalls near 0.28 from 642.5k images on.
+    "sharp-128-adv": Recipe(
+        "sharp-128-adv", resolution=128, critic="patch", adversarial=1.5, adversarial_after=6000,
+        manifold_codes=8, freeze_images=20_000, lr=0.0005, d_lr=0.0002,
+    ),  # fmt: skip
     # The same without the off-data codes: the critic sees reconstructions only.
     "sharp-128-rec": Recipe(
         "sharp-128-rec", resolution=128, critic="patch", adversarial=0.5, adversarial_after=6000,
