@@ -11,8 +11,8 @@ The VG step of ATVGnet, done on the photo instead of on a generated face:
   so hair, background and identity stay the photo's own pixels.
 * **Blinks.** A lid is a sheet sliding over the eye, not the eye squeezed: before the warp, the
   canvas's eye is covered from the lid crease down to the closing lid margin with the lid's
-  skin (the photo's colours above and below, interpolated), the lash line drawn at the margin
-  across the eye's whole width.
+  skin (the photo's colours above and below, interpolated), a soft lash line at the margin
+  lying on the lower lid and fading out past the corners.
 * **Mouth interior.** Where the lips part there is nothing in the photo to move: the opening
   is filled from the generator's mouth-open render of the same face, warped onto the opening,
   and shaded as a mouth is (upper teeth under the upper lip, a dark cavity behind), because a
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .mouth import INNER_LOWER, INNER_UPPER, Similarity, inner_gap, normalise
+from .mouth import INNER_LOWER, INNER_UPPER, LEFT_EYE, RIGHT_EYE, Similarity, inner_gap, normalise
 
 VIDEO_SIDE = 256  # a face with no photo is shown at this size (the render enlarged)
 MAX_CANVAS_SIDE = 1024  # larger photos are shrunk to this before they are animated (20 s of video: 1.6 GB of frames)
@@ -43,8 +43,7 @@ FOREHEAD_LIFT = 0.6  # IOD: brows raised by this for the ring, so it encloses th
 # Blinks: the upper lid comes down to the lower one, which rises a little.
 UPPER_LID = {37: 41, 38: 40, 43: 47, 44: 46}  # upper lid point -> the lower lid point under it
 LOWER_LID_RISE = 0.05  # share of the gap the lower lid closes
-EYE_OUTLINES = ((36, 37, 38, 39, 40, 41), (42, 43, 44, 45, 46, 47))  # corner, upper lid, corner, lower lid
-BROWS = (np.arange(17, 22), np.arange(22, 27))
+BROWS = (np.arange(17, 22), np.arange(22, 27))  # over LEFT_EYE, RIGHT_EYE (corner, upper lid, corner, lower lid)
 LID_CREASE = 0.4  # the closed lid's top: this share of the way from the lid margin to the brow
 LID_MIN_HEIGHT = 0.1  # IOD: ... at least this far above the margin (a brow read low)
 LID_PAST_CORNER = 0.14  # IOD: the lid covers this far beyond each eye corner (the corners' lashes)
@@ -465,24 +464,24 @@ def close_lids(image: np.ndarray, landmarks: np.ndarray, closure: float, iod: fl
     """``image`` with both eyes ``closure`` (0 open .. 1 shut) closed, in its own geometry.
 
     In each eye's frame (u from one corner to the other, v down) the upper lid margin comes down
-    to just above the lower one; from the lid crease down to
-    the margin (and, shut, down past the lower lid) the photo is covered with its own skin
-    colours from just outside the cover, interpolated top to bottom, darkening a little where
-    the lid turns under; the lash line lies along the margin. Below a partly closed lid the eye
-    stays as it is: the lid slides over it.
+    to just above the lower one; from the lid crease down to the margin (and, shut, down past
+    the lower lid) the photo is covered with its own skin colours from just outside the cover,
+    interpolated top to bottom, darkening a little where the lid turns under; the lash line
+    lies along the margin. Below a partly closed lid the eye stays as it is: the lid slides
+    over it.
     """
     if closure <= 0:
         return image
-    out = image.astype(np.float32)
-    source = out.copy()
-    for outline, brow in zip(EYE_OUTLINES, BROWS):
-        _close_eye(out, source, landmarks, outline, brow, closure, iod)
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    out = image.copy()
+    for outline, brow in zip((LEFT_EYE, RIGHT_EYE), BROWS):
+        _close_eye(out, image, landmarks, outline, brow, closure, iod)
+    return out
 
 
-def _close_eye(out: np.ndarray, source: np.ndarray, landmarks: np.ndarray, outline: tuple[int, ...],
+def _close_eye(out: np.ndarray, source: np.ndarray, landmarks: np.ndarray, outline: np.ndarray,
                brow_points: np.ndarray, closure: float, iod: float) -> None:  # fmt: skip
-    """One eye of :func:`close_lids`, painted into ``out`` (float, read from ``source``)."""
+    """One eye of :func:`close_lids`, painted into ``out`` (read from ``source``; only the eye's box
+    is worked in floating point: a frame may be 1024 px)."""
     h, w = source.shape[:2]
     start, end = landmarks[outline[0]], landmarks[outline[3]]
     length = float(np.linalg.norm(end - start))
@@ -517,7 +516,7 @@ def _close_eye(out: np.ndarray, source: np.ndarray, landmarks: np.ndarray, outli
         for k in range(4):
             q = to_image(us, vs + outward * LID_SKIN_BAND * iod * k / 3).astype(np.float32)
             rows.append(cv2.remap(source, q[None, :, 0], q[None, :, 1], cv2.INTER_LINEAR,
-                                  borderMode=cv2.BORDER_REFLECT)[0])  # fmt: skip
+                                  borderMode=cv2.BORDER_REFLECT)[0].astype(np.float32))  # fmt: skip
         size = max(3, (len(us) // 5) | 1)
         return cv2.GaussianBlur(np.mean(rows, axis=0)[None], (size, 1), 0)[0]
 
@@ -548,7 +547,7 @@ def _close_eye(out: np.ndarray, source: np.ndarray, landmarks: np.ndarray, outli
         weight *= np.clip(margin - v + 0.5, 0, 1)
     ends = np.minimum(u + past, length + past - u)  # fade out at the cover's ends, no seam
     weight = (weight * np.clip(ends / (LID_END_FEATHER * iod), 0, 1))[..., None]
-    region = out[y0:y1, x0:x1]
+    region = out[y0:y1, x0:x1].astype(np.float32)
     region += (lid - region) * weight
     lash_past = LASH_PAST_CORNER * iod
     spread = np.clip((u + lash_past) / (length + 2 * lash_past), 0, 1)
@@ -558,4 +557,5 @@ def _close_eye(out: np.ndarray, source: np.ndarray, landmarks: np.ndarray, outli
     opacity = (LASH_SHADE * lashes)[..., None]
     colour = LASH_COLOUR * (bottom_c.mean(axis=-1, keepdims=True) / 200.0)
     region += (colour - region) * opacity
+    out[y0:y1, x0:x1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
 
