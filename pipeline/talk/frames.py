@@ -34,7 +34,7 @@ MAX_CANVAS_SIDE = 1024  # larger photos are shrunk to this before they are anima
 RING_SCALE = 1.35  # the pinned ring: the face's hull (brows raised) grown by this about its centre
 BOX_MARGIN = 0.6  # IOD beyond the ring: the work box, pinned at its edge
 GRID_STEP = 0.08  # IOD: the spline is evaluated on a grid this fine, then interpolated
-DETAIL_MARGIN = 0.3  # IOD around the eyes and the mouth where the spline is evaluated per pixel
+DETAIL_MARGIN = 0.3  # IOD around the mouth where the spline is evaluated on the fine grid
 DETAIL_STEP = 2.0  # px: the mouth's fine grid
 DETAIL_FADE = 0.15  # IOD: ... fading into the coarse field towards that box's edge
 SMOOTHING = 1e-3  # spline regularisation (IOD^2): coincident points with different motions stay finite
@@ -245,24 +245,7 @@ class Warper:
                            interpolation=cv2.INTER_LINEAR)  # fmt: skip
         # Lips meeting fold the motion within a pixel or two: the coarse grid cannot hold that, so
         # around the mouth the spline is evaluated on a fine grid.
-        for points, step in ((target[48:68], DETAIL_STEP),):
-            lo = np.floor(points.min(axis=0) - DETAIL_MARGIN * iod).astype(int)
-            hi = np.ceil(points.max(axis=0) + DETAIL_MARGIN * iod).astype(int)
-            bx0, by0 = max(lo[0], x0), max(lo[1], y0)
-            bx1, by1 = min(hi[0], x1), min(hi[1], y1)
-            if bx1 <= bx0 or by1 <= by0:
-                continue
-            yy, xx = np.mgrid[by0:by1, bx0:bx1]
-            gy = np.linspace(by0, by1 - 1, max(2, int(np.ceil((by1 - by0) / step))))
-            gx = np.linspace(bx0, bx1 - 1, max(2, int(np.ceil((bx1 - bx0) / step))))
-            pixels = np.stack(np.meshgrid(gx, gy), axis=-1).reshape(-1, 2)
-            fine = spline_field(centres / iod, values / iod, pixels / iod).reshape(len(gy), len(gx), 2) * iod
-            exact = cv2.resize(fine.astype(np.float32), (bx1 - bx0, by1 - by0), interpolation=cv2.INTER_LINEAR)
-            # Blended into the coarse field over the box's outer part: no seam where the detail ends.
-            d = np.minimum.outer(np.minimum(yy[:, 0] - by0, by1 - 1 - yy[:, 0]), np.minimum(xx[0] - bx0, bx1 - 1 - xx[0]))
-            weight = np.clip(d / (DETAIL_FADE * iod), 0, 1)[..., None].astype(np.float32)
-            part = field[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0]
-            part += (exact.astype(np.float32) - part) * weight
+        _refine(field, self.box, target[48:68], centres, values, iod)
         ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
         moved = cv2.remap(image, xs + field[..., 0], ys + field[..., 1], cv2.INTER_CUBIC,
                           borderMode=cv2.BORDER_REFLECT)  # fmt: skip
@@ -270,6 +253,30 @@ class Warper:
         region = out[y0:y1, x0:x1].astype(np.float32)
         out[y0:y1, x0:x1] = np.clip(region + (moved - region) * self.feather + 0.5, 0, 255).astype(np.uint8)
         return out
+
+
+def _refine(field: np.ndarray, box: tuple[int, int, int, int], points: np.ndarray, centres: np.ndarray,
+            values: np.ndarray, iod: float) -> None:  # fmt: skip
+    """``field`` (the work box's motion) with the spline evaluated every :data:`DETAIL_STEP` px
+    around ``points``, blended into the coarse field towards that area's edge."""
+    x0, y0, x1, y1 = box
+    lo = np.floor(points.min(axis=0) - DETAIL_MARGIN * iod).astype(int)
+    hi = np.ceil(points.max(axis=0) + DETAIL_MARGIN * iod).astype(int)
+    bx0, by0 = max(lo[0], x0), max(lo[1], y0)
+    bx1, by1 = min(hi[0], x1), min(hi[1], y1)
+    if bx1 <= bx0 or by1 <= by0:
+        return
+    yy, xx = np.mgrid[by0:by1, bx0:bx1]
+    gy = np.linspace(by0, by1 - 1, max(2, int(np.ceil((by1 - by0) / DETAIL_STEP))))
+    gx = np.linspace(bx0, bx1 - 1, max(2, int(np.ceil((bx1 - bx0) / DETAIL_STEP))))
+    pixels = np.stack(np.meshgrid(gx, gy), axis=-1).reshape(-1, 2)
+    fine = spline_field(centres / iod, values / iod, pixels / iod).reshape(len(gy), len(gx), 2) * iod
+    exact = cv2.resize(fine.astype(np.float32), (bx1 - bx0, by1 - by0), interpolation=cv2.INTER_LINEAR)
+    # Blended into the coarse field over the box's outer part: no seam where the detail ends.
+    d = np.minimum.outer(np.minimum(yy[:, 0] - by0, by1 - 1 - yy[:, 0]), np.minimum(xx[0] - bx0, bx1 - 1 - xx[0]))
+    weight = np.clip(d / (DETAIL_FADE * iod), 0, 1)[..., None].astype(np.float32)
+    part = field[by0 - y0 : by1 - y0, bx0 - x0 : bx1 - x0]
+    part += (exact.astype(np.float32) - part) * weight
 
 
 # --------------------------------------------------------------------------- targets
