@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from pipeline.models.checkpoints import load_native
@@ -137,3 +138,34 @@ def test_sharp_recipe_grows_the_model_and_trains_it_against_a_patch_critic(tmp_p
     again = SharpTrainer(recipe, trainer.config, tmp_path / "again")
     again.load_compact(tmp_path / "grown.safetensors")
     assert again.state.images_seen == trainer.state.images_seen and again.state.grown_at == small.state.images_seen
+
+
+def test_edited_codes_follow_the_directions_given_and_resume_with_them(tmp_path):
+    from safetensors.torch import save_file
+
+    from pipeline.errors import UserError
+    from pipeline.training.sharp import SharpTrainer
+
+    recipe = recipe_with("sharp-128", batch=4, freeze_images=0, adversarial_after=0, manifold_codes=3)
+    recipe = RECIPES["sharp-128"].__class__(**{**recipe.__dict__, "resolution": 32})
+    axis = torch.zeros(TINY.style_dim)
+    axis[3] = 2.0
+    directions = tmp_path / "directions.safetensors"
+    save_file({"age": axis, "age.alone": torch.ones(TINY.style_dim), "age.layers": torch.ones(2, TINY.style_dim)}, str(directions))
+    run = tmp_path / "run"
+    trainer = train(DATA, recipe, run, config=TINY, max_images=8, heldout_count=4, trainer_class=SharpTrainer,
+                    edit_directions=directions, log=lambda m: None)  # fmt: skip
+    # One unit axis, the fitted direction only (not its variant fitted alone, nor per-layer entries).
+    assert trainer.directions.shape == (1, TINY.style_dim) and trainer.directions[0, 3] == 1.0
+    w, offsets = torch.zeros(4, TINY.style_dim), torch.zeros(4, TINY.n_latent, TINY.style_dim)
+    edited = trainer.manifold_codes(w, offsets, 3)[-1]  # the last third: encoded codes moved along the axis
+    moved = edited - edited[:, 3:4] * trainer.directions[0]
+    assert edited[:, 3].abs().min() > 0 and moved.abs().max() < 1e-5
+    # Resuming from the full state keeps them without the option.
+    again = train(DATA, recipe, run, config=TINY, max_images=16, heldout_count=4, trainer_class=SharpTrainer,
+                  log=lambda m: None)  # fmt: skip
+    assert torch.equal(again.directions, trainer.directions)
+    # Recipes without edited codes say so.
+    with pytest.raises(UserError, match="no edited codes"):
+        train(DATA, recipe_with("ae", batch=4), tmp_path / "ae", config=TINY, max_images=4, heldout_count=4,
+              edit_directions=directions, log=lambda m: None)  # fmt: skip

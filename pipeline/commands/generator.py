@@ -22,6 +22,9 @@ def register(sub, groups) -> None:
     p.add_argument("--export", type=Path, default=None, help="after training, write the shippable model here")
     p.add_argument("--compact-state", type=Path, default=DEFAULT_OUT / "train_state.safetensors",
                    help="committed half-precision training state used to resume on a fresh clone")  # fmt: skip
+    p.add_argument("--edit-directions", type=Path, default=None,
+                   help="directions file fitted on this model's W: the critic's edited codes move along these "
+                        "(default: the ones kept in the training state)")  # fmt: skip
     p.set_defaults(func=run_train)
     register_bench(groups)
 
@@ -35,12 +38,14 @@ def run_train(args: argparse.Namespace) -> int:
         raise UserError(f"unknown recipe {args.recipe!r}; choose from {', '.join(RECIPES)}")
     if not args.data.is_dir():
         raise UserError(f"training data folder not found: {args.data}")
+    if args.edit_directions is not None and not args.edit_directions.is_file():
+        raise UserError(f"directions file not found: {args.edit_directions}")
     recipe = recipe_with(args.recipe, batch=args.batch)
     run_dir = args.run_dir or Path("runs") / args.recipe
     trainer = train(
         args.data, recipe, run_dir, max_images=args.max_images, max_minutes=args.max_minutes, max_cpu_minutes=args.max_cpu_minutes,
         resume=not args.fresh, compact_state=args.compact_state, threads=args.threads,
-        trainer_class=trainer_for(recipe),
+        trainer_class=trainer_for(recipe), edit_directions=args.edit_directions,
     )  # fmt: skip
     if args.export:
         export(trainer, args.data, args.export)

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from ..errors import UserError
 from ..faces.imaging import save_grid
 from ..models.checkpoints import save_native
 from ..models.encoder import Encoder, EncoderConfig, save_encoder
@@ -254,7 +255,8 @@ class Trainer:
         torch.save(self.full_state(), tmp)
         tmp.replace(self.run_dir / "state.pt")
 
-    def load(self, path: Path) -> None:
+    def load(self, path: Path) -> dict:
+        """Resume from a full state; returns it (subclasses read their own entries)."""
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         nets = {"G": self.G, "E": self.E, "G_ema": self.G_ema, "E_ema": self.E_ema, "D": self.D}
         critic_kept = True
@@ -269,6 +271,10 @@ class Trainer:
         if set(ckpt["prior"]) == set(self.prior.moments):  # older states kept mean/cov only
             self.prior.moments = ckpt["prior"]
         self.state = TrainState(**ckpt["state"])
+        return ckpt
+
+    def use_edit_directions(self, path: Path) -> None:
+        raise UserError(f"recipe {self.recipe.name!r} decodes no edited codes (only the patch-critic recipes do)")
 
     def save_compact(self, path: Path) -> None:
         """Half-precision weights of every network, no optimiser moments (committable)."""
@@ -394,6 +400,7 @@ def train(
     checkpoint_minutes: float = 10.0,
     heldout_count: int = HELDOUT_COUNT,
     trainer_class: type[Trainer] = Trainer,
+    edit_directions: Path | None = None,
     log=print,
 ) -> Trainer:
     if recipe.resolution and recipe.resolution != config.resolution:
@@ -410,6 +417,11 @@ def train(
     elif resume and compact_state and compact_state.exists():
         trainer.load_compact(compact_state)
         log(f"resumed from {compact_state} at {trainer.state.images_seen} images (no optimiser moments)")
+    if edit_directions is not None:
+        trainer.use_edit_directions(edit_directions)
+        log(f"edited codes move along the {len(trainer.directions)} directions of {edit_directions}")
+    elif recipe.manifold_codes and not len(trainer.directions):
+        log("no edit directions: the critic's edited codes stay unedited (give --edit-directions)")
     rng = np.random.default_rng(trainer.state.step)
     fixed = to_tensor(np.array(faces[:8]))
     start_wall, start_cpu = time.time(), time.process_time()

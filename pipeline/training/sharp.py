@@ -27,6 +27,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..errors import UserError
 from ..models.encoder import EncoderConfig
 from ..models.generator import GeneratorConfig
 from .generator_train import Recipe, Trainer, TrainState, descend
@@ -107,6 +108,16 @@ def grow_encoder_state(old: dict[str, torch.Tensor], new: dict[str, torch.Tensor
     return out
 
 
+def edit_axes(path: Path) -> torch.Tensor:
+    """The edit directions of a directions file, one unit row each (per-layer entries and the
+    variants fitted alone left out): the axes the critic's edited codes move along."""
+    found = [v.float() for k, v in load_file(str(path)).items() if v.ndim == 1 and "." not in k]
+    if not found:
+        raise UserError(f"no edit directions in {path}")
+    axes = torch.stack(found)
+    return axes / axes.norm(dim=1, keepdim=True)
+
+
 def is_new_parameter(name: str, n_blocks: int) -> bool:
     """Generator / encoder parameters that growing added (the ones trained alone first)."""
     if name.startswith(("detail", "to_offsets")):
@@ -167,16 +178,20 @@ class SharpTrainer(Trainer):
         self.state = TrainState(**{**state, "grown_at": state["images_seen"]})
         directions = path.parent / DIRECTIONS_FILE
         if directions.exists():
-            found = [v.float() for k, v in load_file(str(directions)).items() if v.ndim == 1 and "." not in k]
-            self.directions = torch.stack(found)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        torch.save(self.directions, self.run_dir / "directions.pt")
+            self.use_edit_directions(directions)
+
+    def use_edit_directions(self, path: Path) -> None:
+        self.directions = edit_axes(path)
+
+    def full_state(self) -> dict:
+        return {**super().full_state(), "directions": self.directions}
 
     def load(self, path: Path) -> None:
-        super().load(path)
-        saved = path.parent / "directions.pt"
-        if saved.exists():
-            self.directions = torch.load(saved, weights_only=True)
+        ckpt = super().load(path)
+        if "directions" in ckpt:
+            self.directions = ckpt["directions"].float()
+        elif (path.parent / "directions.pt").exists():  # states written before directions were kept inside
+            self.directions = torch.load(path.parent / "directions.pt", weights_only=True)
 
     # ---- codes with no reconstruction target
 
