@@ -150,7 +150,7 @@ def test_identity_distance(attrs):
 
 def test_scores_are_named_like_the_directions(attrs):
     s = A.scores(attrs["astronaut"])
-    assert list(s) == [*A.SCORE_NAMES, "skin"] == list(A.MEASURED_NAMES)
+    assert list(s) == [*A.SCORE_NAMES, "skin", "facial_hair"] == list(A.MEASURED_NAMES)
     assert 60 < s["skin"] < 250  # cheek luminance of a light-skinned face, lit from the front
     assert s["gender"] == attrs["astronaut"].p_female and s["happy"] == attrs["astronaut"].emotions["happy"]
 
@@ -228,3 +228,21 @@ def test_max_pool_same_matches_tensorflow_rule(size):
     i = 1  # output (1, 1) covers input rows/cols 2 - before .. 4 - before
     lo = 2 * i - before
     assert y[0, 0, i, i] == x[0, 0, lo : lo + 3, lo : lo + 3].max()
+
+
+def test_facial_hair_reads_a_painted_moustache_and_leaves_skin_tone(faces, attrs):
+    woman = attrs[WOMAN_32]
+    lm = woman.landmarks.astype(np.float64)
+    painted = faces[WOMAN_32].copy()
+    # A dark moustache: the band between the nose and the upper lip.
+    top, bottom = lm[31:36], lm[49:54]
+    x0, x1 = int(top[:, 0].min()) - 2, int(top[:, 0].max()) + 3
+    y0, y1 = int(top[:, 1].mean()) + 1, int(bottom[:, 1].mean())
+    painted[y0:y1, x0:x1] = (painted[y0:y1, x0:x1] * 0.35).astype(np.uint8)
+    after = A.analyze([painted], identity=False)[0]
+    assert after.facial_hair - woman.facial_hair > 20
+    assert abs(after.skin - woman.skin) < 3
+    # Measured on the landmarks given, for any crop: the same photo mirrored reads the same.
+    assert fg.facial_hair(faces[WOMAN_32][:, ::-1], fg.mirror_landmarks(lm, faces[WOMAN_32].shape[1])) == pytest.approx(
+        woman.facial_hair, abs=3
+    )

@@ -1,7 +1,7 @@
 """The leakage matrix: what each edit direction moves besides what it names.
 
 For every direction at -2 and +2 standard deviations, the change of every measured attribute
-(age, gender, smile, mouth, eyes, pose, the seven emotions, skin tone) in that attribute's
+(age, gender, smile, mouth, eyes, pose, the seven emotions, skin tone, facial hair) in that attribute's
 standard deviations (over the unedited faces of the same set), and the identity distance to
 the unedited face. The row is half the (+2) - (-2) difference, median over faces: the effect
 of a +2 sd edit, robust to a face that fails to read.

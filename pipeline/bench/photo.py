@@ -32,6 +32,9 @@ from ..faces.photo_render import face_view, render_on_photo
 from ..models.perceptual import perceptual_distance
 from ..models.render import from_uint8
 
+# Facial hair (face_geometry.facial_hair, 0..255) gained that reads as a drawn moustache or beard:
+# about the gap between the median UTKFace man and woman (10 vs -3 levels).
+MOUSTACHE_DRAWN = 15.0
 EDITS = {"zero": {}, "age+3": {"age": 3.0}, "smile+2": {"smile": 2.0}}
 READS = {"age+3": "age", "smile+2": "smile"}  # what each edit should change
 SPEED_FACE = 256
@@ -107,6 +110,8 @@ def bench_one(studio, path: Path, steps: int) -> dict:
             "identity_distance": round(identity_distance(res, photo_a), 3),
             # what the edit should leave alone, read on the same faces
             "female_change": round(res.p_female - photo_a.p_female, 3), "skin_change": round(res.skin - photo_a.skin, 2),
+            "facial_hair_change": round(res.facial_hair - photo_a.facial_hair, 2),
+            "moustache_on_woman": bool(photo_a.p_female > 0.5 and res.facial_hair - photo_a.facial_hair > MOUSTACHE_DRAWN),
         })  # fmt: skip
     return row
 
@@ -118,12 +123,13 @@ def summarise(rows: list[dict]) -> dict:
     out = {}
     for name in EDITS:
         entries = [r[name] for r in rows]
-        keys = [k for k, v in entries[0].items() if isinstance(v, (int, float)) or v is None]
+        keys = [k for k, v in entries[0].items() if (isinstance(v, (int, float)) and not isinstance(v, bool)) or v is None]
         out[name] = {k: round(float(np.median([e[k] for e in entries if e[k] is not None])), 3) for k in keys}
     ages = [r["age+3"] for r in rows]
     out["age+3"].update({
         "older_share": round(float(np.mean([e["age_change"] > 0 for e in ages])), 3),
         "gender_flipped": int(sum(abs(e["female_change"]) > 0.5 for e in ages)),
+        "moustache_on_women": int(sum(e["moustache_on_woman"] for e in ages)),
         "same_person_share": round(float(np.mean([e["identity_distance"] < IDENTITY_SAME for e in ages])), 3),
     })  # fmt: skip
     return out

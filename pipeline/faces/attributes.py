@@ -63,7 +63,7 @@ FALLBACK_BOX = (0.075, 0.075, 0.97, 0.97)
 # Names of the scores returned by :func:`scores`, also the names of the edit directions.
 SCORE_NAMES = ("age", "gender", "smile", "mouth_open", "eyes_open", "yaw", "pitch", *EMOTIONS)
 # ... and what is measured but not an edit of its own: kept by every edit unless asked.
-MEASURED_NAMES = (*SCORE_NAMES, "skin")
+MEASURED_NAMES = (*SCORE_NAMES, "skin", "facial_hair")
 
 
 @dataclass
@@ -83,6 +83,7 @@ class FaceAttributes:
     landmarks: np.ndarray = field(repr=False)  # (68, 2) float32, pixels of the input crop
     face_found: bool = True  # False: read with the fixed fallback geometry
     skin: float = float("nan")  # cheek luminance, 0..255 (see face_geometry.skin_luminance)
+    facial_hair: float = float("nan")  # upper lip and chin darker than the cheeks, 0..255 (face_geometry.facial_hair)
 
     def to_dict(self) -> dict:
         out = {"face_found": self.face_found, **scores(self)}
@@ -247,14 +248,15 @@ def analyze(
                 smile=face_geometry.smile(lm), mouth_open=face_geometry.mouth_open(lm),
                 eyes_open=face_geometry.eye_aspect_ratio(lm), yaw=yaw, pitch=pitch, roll=roll,
                 identity=identities[i], landmarks=(lm / f.scale).astype(np.float32), face_found=f.found,
-                skin=face_geometry.skin_luminance(f.work, lm),
+                skin=face_geometry.skin_luminance(f.work, lm), facial_hair=face_geometry.facial_hair(f.work, lm),
             ))  # fmt: skip
     return out
 
 
 def scores(attrs: FaceAttributes) -> dict[str, float]:
-    """Flat scores named as the edit directions (``SCORE_NAMES``), then skin tone; gender is P(female)."""
+    """Flat scores named as the edit directions (``SCORE_NAMES``), then skin tone and facial hair; gender is P(female)."""
     flat = {"age": attrs.age, "gender": attrs.p_female, "smile": attrs.smile, "mouth_open": attrs.mouth_open,
-            "eyes_open": attrs.eyes_open, "yaw": attrs.yaw, "pitch": attrs.pitch, "skin": attrs.skin}  # fmt: skip
+            "eyes_open": attrs.eyes_open, "yaw": attrs.yaw, "pitch": attrs.pitch, "skin": attrs.skin,
+            "facial_hair": attrs.facial_hair}  # fmt: skip
     flat.update(attrs.emotions)
     return {name: float(flat[name]) for name in MEASURED_NAMES}

@@ -75,21 +75,57 @@ def eye_aspect_ratio(landmarks: np.ndarray) -> float:
     return float(np.mean(ratios))
 
 
+def _luma(image: np.ndarray) -> np.ndarray:
+    """Rec. 601 luma, 0..255."""
+    return np.asarray(image[..., :3], dtype=np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def _cheek_luma(luma: np.ndarray, lm: np.ndarray) -> float:
+    radius = 0.12 * inter_ocular(lm)
+    height, width = luma.shape
+    ys, xs = np.mgrid[0:height, 0:width]
+    inside = np.zeros((height, width), bool)
+    for centre in ((lm[2] + lm[31]) / 2, (lm[14] + lm[35]) / 2):
+        inside |= (xs - centre[0]) ** 2 + (ys - centre[1]) ** 2 <= radius**2
+    return float(np.median(luma[inside])) if inside.any() else float("nan")
+
+
 def skin_luminance(image: np.ndarray, landmarks: np.ndarray) -> float:
     """Skin tone as the median luma (Rec. 601, 0..255) of two cheek discs placed by the landmarks.
 
     Each disc sits halfway between the jaw line and the side of the nose, radius 0.12 of the
     eye distance: skin there is rarely covered by hair, beard or shadow.
     """
+    return _cheek_luma(_luma(image), np.asarray(landmarks, dtype=np.float64))
+
+
+# Bands where a moustache and a beard grow, each between two rows of landmarks (left to right):
+# nose base -> upper lip, and lower lip -> chin; only their middle part, off the lips' edges.
+HAIR_BANDS = (((31, 32, 33, 34, 35), (49, 50, 51, 52, 53), (0.3, 0.75)),
+              ((59, 58, 57, 56, 55), (6, 7, 8, 9, 10), (0.2, 0.6)))  # fmt: skip
+
+
+def _band_points(lm: np.ndarray, top: tuple[int, ...], bottom: tuple[int, ...], depth: tuple[float, float],
+                 across: int = 13, down: int = 6) -> np.ndarray:  # fmt: skip
+    """(across * down, 2) points spread over the band between two landmark rows."""
+    u = np.linspace(0, len(top) - 1, across)
+    at = lambda idx: np.stack([np.interp(u, np.arange(len(idx)), lm[list(idx), k]) for k in (0, 1)], 1)  # noqa: E731
+    upper, lower = at(top), at(bottom)
+    v = np.linspace(*depth, down)
+    return (upper[:, None] + v[None, :, None] * (lower - upper)[:, None]).reshape(-1, 2)
+
+
+def facial_hair(image: np.ndarray, landmarks: np.ndarray) -> float:
+    """How much darker than the cheeks the skin is where a moustache and a beard grow: the median
+    luma (0..255) of the cheek discs of :func:`skin_luminance` minus that of the upper-lip and chin
+    bands. A few levels on a shaven face (the shade under the nose), tens with a dark moustache."""
     lm = np.asarray(landmarks, dtype=np.float64)
-    radius = 0.12 * inter_ocular(lm)
-    height, width = image.shape[:2]
-    ys, xs = np.mgrid[0:height, 0:width]
-    luma = np.asarray(image[..., :3], dtype=np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    inside = np.zeros((height, width), bool)
-    for centre in ((lm[2] + lm[31]) / 2, (lm[14] + lm[35]) / 2):
-        inside |= (xs - centre[0]) ** 2 + (ys - centre[1]) ** 2 <= radius**2
-    return float(np.median(luma[inside])) if inside.any() else float("nan")
+    luma = _luma(image)
+    height, width = luma.shape
+    points = np.concatenate([_band_points(lm, *band) for band in HAIR_BANDS])
+    xs = np.clip(np.rint(points[:, 0]).astype(int), 0, width - 1)
+    ys = np.clip(np.rint(points[:, 1]).astype(int), 0, height - 1)
+    return _cheek_luma(luma, lm) - float(np.median(luma[ys, xs]))
 
 
 @cache
