@@ -53,7 +53,6 @@ IDENTITY_SAME = 0.6  # dlib descriptor distance below which two faces are the sa
 # borders (happy vs smile correlation on UTKFace: 0.71 at 0.1, 0.63 at 0.3, 0.45 at 0.7).
 EMOTION_PADDING = 0.1
 WORK_MIN, WORK_MAX = 256, 512  # small crops are enlarged for the detector; big ones reduced for speed
-GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601 luma, as FER2013 was made
 
 # Fixed geometry for crops without a detection, as fractions of the crop's width and height:
 # median dlib 5-point landmarks and HOG face box of 200 UTKFace crops (mirror-symmetric).
@@ -183,7 +182,7 @@ def predict_female(chips: list[np.ndarray]) -> np.ndarray:
 
 def predict_emotions(chips: list[np.ndarray]) -> np.ndarray:
     """(N, 7) emotion probabilities (order of ``EMOTIONS``) from 64 px RGB chips."""
-    grey = np.stack(chips).astype(np.float32) @ GREY_WEIGHTS
+    grey = np.stack(chips).astype(np.float32) @ face_geometry.LUMA_WEIGHTS  # luma, as FER2013 was made
     x = torch.from_numpy((grey / 255.0 - 0.5) * 2.0)[:, None]
     with torch.inference_mode(), _one_thread():
         return torch.softmax(emotion_net()(x), dim=1).numpy()
@@ -241,6 +240,7 @@ def analyze(
         )
         for i, f in enumerate(located):
             lm = f.landmarks
+            skin = face_geometry.skin_luminance(f.work, lm)
             yaw, pitch, roll = face_geometry.head_pose(lm)
             out.append(FaceAttributes(
                 age=float(ages[i]), p_female=float(female[i]),
@@ -248,7 +248,7 @@ def analyze(
                 smile=face_geometry.smile(lm), mouth_open=face_geometry.mouth_open(lm),
                 eyes_open=face_geometry.eye_aspect_ratio(lm), yaw=yaw, pitch=pitch, roll=roll,
                 identity=identities[i], landmarks=(lm / f.scale).astype(np.float32), face_found=f.found,
-                skin=face_geometry.skin_luminance(f.work, lm), facial_hair=face_geometry.facial_hair(f.work, lm),
+                skin=skin, facial_hair=face_geometry.facial_hair(f.work, lm, skin),
             ))  # fmt: skip
     return out
 

@@ -75,9 +75,12 @@ def eye_aspect_ratio(landmarks: np.ndarray) -> float:
     return float(np.mean(ratios))
 
 
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601 luma
+
+
 def _luma(image: np.ndarray) -> np.ndarray:
     """Rec. 601 luma, 0..255."""
-    return np.asarray(image[..., :3], dtype=np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return np.asarray(image[..., :3], dtype=np.float32) @ LUMA_WEIGHTS
 
 
 def _cheek_luma(luma: np.ndarray, lm: np.ndarray) -> float:
@@ -115,17 +118,20 @@ def _band_points(lm: np.ndarray, top: tuple[int, ...], bottom: tuple[int, ...], 
     return (upper[:, None] + v[None, :, None] * (lower - upper)[:, None]).reshape(-1, 2)
 
 
-def facial_hair(image: np.ndarray, landmarks: np.ndarray) -> float:
+def facial_hair(image: np.ndarray, landmarks: np.ndarray, skin: float | None = None) -> float:
     """How much darker than the cheeks the skin is where a moustache and a beard grow: the median
-    luma (0..255) of the cheek discs of :func:`skin_luminance` minus that of the upper-lip and chin
-    bands. A few levels on a shaven face (the shade under the nose), tens with a dark moustache."""
+    luma (0..255) of the cheek discs of :func:`skin_luminance` (``skin``, when already measured)
+    minus that of the upper-lip and chin bands. A few levels on a shaven face (the shade under the
+    nose), tens with a dark moustache."""
     lm = np.asarray(landmarks, dtype=np.float64)
     luma = _luma(image)
+    if skin is None:
+        skin = _cheek_luma(luma, lm)
     height, width = luma.shape
     points = np.concatenate([_band_points(lm, *band) for band in HAIR_BANDS])
     xs = np.clip(np.rint(points[:, 0]).astype(int), 0, width - 1)
     ys = np.clip(np.rint(points[:, 1]).astype(int), 0, height - 1)
-    return _cheek_luma(luma, lm) - float(np.median(luma[ys, xs]))
+    return skin - float(np.median(luma[ys, xs]))
 
 
 @cache

@@ -186,12 +186,13 @@ class SharpTrainer(Trainer):
     def full_state(self) -> dict:
         return {**super().full_state(), "directions": self.directions}
 
-    def load(self, path: Path) -> None:
+    def load(self, path: Path) -> dict:
         ckpt = super().load(path)
         if "directions" in ckpt:
             self.directions = ckpt["directions"].float()
         elif (path.parent / "directions.pt").exists():  # states written before directions were kept inside
             self.directions = torch.load(path.parent / "directions.pt", weights_only=True)
+        return ckpt
 
     # ---- codes with no reconstruction target
 
