@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from pipeline.bench.photo import png_bytes as _png
-from pipeline.bench.photo import psnr_db, sharpness
+from pipeline.bench.photo import psnr_db, seam_levels, sharpness
 from pipeline.faces.paste import paste_back, paste_mask
 from pipeline.faces.photo_render import face_size_in_photo, face_view, render_on_photo
 from pipeline.studio import Studio
@@ -92,6 +92,20 @@ def test_a_face_at_the_border_pastes_back_without_artefacts(studio, astronaut):
     assert edge <= inner + 2
 
 
+
+
+def test_a_large_edit_fades_out_before_the_edge_of_the_generators_square(studio, astronaut):
+    # Age +3 sd recolours the face, hair and neck; at the edge of the square the generator covers
+    # the change must be gone (else a straight seam crosses the hair), and the face still changed.
+    s = astronaut
+    edited = studio.edit(s, {"age": 3.0}).image
+    result = render_on_photo(s.photo, s.aligned, s.reconstruction, edited)
+    plain = paste_back(s.photo, s.aligned, edited)
+    assert seam_levels(s.photo, result.photo, s.aligned) <= 4
+    assert seam_levels(s.photo, plain, s.aligned) > 20  # the plain paste-back is cut there
+    diff = np.abs(result.face.astype(int) - face_view(s.photo, s.aligned).astype(int)).max(2)
+    side = diff.shape[0]
+    assert np.median(diff[side // 4 : 3 * side // 4, side // 4 : 3 * side // 4]) > 8
 
 
 def test_bench_photo_command(tmp_path, capsys, one_thread):

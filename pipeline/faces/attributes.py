@@ -169,15 +169,29 @@ def _dlib_input(chips: list[np.ndarray]) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
+def _with_mirror(chips: list[np.ndarray]) -> list[np.ndarray]:
+    """The chips, then each mirrored left to right."""
+    return [*chips, *(np.ascontiguousarray(c[:, ::-1]) for c in chips)]
+
+
+def _mirror_mean(probs: np.ndarray) -> np.ndarray:
+    """Probabilities of :func:`_with_mirror`'s chips averaged over each chip and its mirror image.
+
+    A face and its mirror image are the same age: averaged, the age net's reading of one face
+    varies about half as much (12 edited photos vs their mirrors: 6.9 years apart on average)."""
+    half = len(probs) // 2
+    return (probs[:half] + probs[half:]) / 2
+
+
 def predict_age(chips: list[np.ndarray]) -> np.ndarray:
-    """Expected age in years from 64 px chips (padding 0.2)."""
-    probs = _onnx("age-v1.onnx").run(None, {"images": _dlib_input(chips)})[0]
-    return probs @ AGE_BINS
+    """Expected age in years from 64 px chips (padding 0.2), over each chip and its mirror image."""
+    probs = _onnx("age-v1.onnx").run(None, {"images": _dlib_input(_with_mirror(chips))})[0]
+    return _mirror_mean(probs) @ AGE_BINS
 
 
 def predict_female(chips: list[np.ndarray]) -> np.ndarray:
-    """P(female) from 32 px chips (padding 0.2)."""
-    return _onnx("gender-v1.onnx").run(None, {"images": _dlib_input(chips)})[0][:, FEMALE]
+    """P(female) from 32 px chips (padding 0.2), over each chip and its mirror image."""
+    return _mirror_mean(_onnx("gender-v1.onnx").run(None, {"images": _dlib_input(_with_mirror(chips))})[0])[:, FEMALE]
 
 
 def predict_emotions(chips: list[np.ndarray]) -> np.ndarray:

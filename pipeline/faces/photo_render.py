@@ -12,7 +12,10 @@ carried over as *change*, not as pixels (in the spirit of HFGI's distortion-awar
    frequency only, so it never brings the generator's blur;
 4. where the edit draws something new (teeth in a new smile, an opened mouth), the
    generator's own pixels, colour-corrected to the photo: there is no photo detail to keep;
-5. all of it blended into the photo by the face mask, widened to wherever the edit acts.
+5. all of it weighted by the face mask, widened to wherever the edit acts near the face and
+   fading out well inside the square the generator covers: the flow and the change are scaled
+   down, not two images blended (a moved and an unmoved photo averaged would show both), so
+   the change reaches nothing at the square's edge and leaves no seam there.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ DETAIL_CLIP = 4.0  # photo detail kept under new content: this many times its me
 COLOUR_BAND = 3.0  # generator pixels: sigma of the photo-vs-render colour correction
 ACTS = (1.5 / 255, 6 / 255)  # appearance change that marks where the edit acts
 MOVES = (0.15, 0.6)  # motion (flow px at FLOW_SIZE) that marks where the edit acts
+COVER = (0.72, 0.93)  # the change fades between these "radii" of the square (1: its edge) ...
+COVER_SHAPE = 6.0  # ... measured as a superellipse of this exponent (a rounded square, no corners)
+NEAR_FACE = (0.05, 0.25)  # the edit acts beyond the face mask up to these distances (share of the square's side)
 MAX_FACE = 1024  # the photo-resolution face view is capped at this size
 
 
@@ -136,28 +142,30 @@ def render_on_photo(
     ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float64)
     q = apply(np.linalg.inv(to_photo), np.stack([xs.ravel(), ys.ravel()], 1)).reshape(*xs.shape, 2).astype(np.float32)
     inside = (q[..., 0] >= -0.5) & (q[..., 0] <= size - 0.5) & (q[..., 1] >= -0.5) & (q[..., 1] <= size - 0.5)
-    f = _sample(flow, q[..., 0], q[..., 1], cv2.BORDER_CONSTANT) * inside[..., None]
+    at = lambda img: _sample(img, q[..., 0], q[..., 1])  # noqa: E731
+    face = paste_mask((height, width), aligned, (size, size))[y0:y1, x0:x1]
+    side = float(np.linalg.norm(to_photo[:2, 0])) * size  # the square's side in photo pixels
+    near = 1 - _smoothstep(ndimage.distance_transform_edt(face < 0.5), NEAR_FACE[0] * side, NEAR_FACE[1] * side)
+    weight = (np.maximum(face, at(acts) * near) * _cover(q, size) * inside)[..., None]
+
+    f = _sample(flow, q[..., 0], q[..., 1], cv2.BORDER_CONSTANT) * weight
     source = apply(to_photo, (q + f).reshape(-1, 2)).reshape(*xs.shape, 2)
     photo_f = photo.astype(np.float32) / 255
     box = photo_f[y0:y1, x0:x1]
     moved = _sample(photo_f, source[..., 0], source[..., 1], interpolation=cv2.INTER_LANCZOS4) if not zero else box
-    at = lambda img: _sample(img, q[..., 0], q[..., 1])  # noqa: E731
-    out = moved + at(low)
+    out = moved + at(low) * weight
     # Where the generator draws new content, its own pixels, with the photo's colours.
     photo_aligned = _resize_photo_to_frame(photo_f, to_photo, size)
     correction = ndimage.gaussian_filter(photo_aligned - rec, (COLOUR_BAND * scale, COLOUR_BAND * scale, 0))
-    new_b = at(new)[..., None]
+    new_b = at(new)[..., None] * weight
     if new_b.any():
-        drawn = at(np.clip(edit + correction, 0, 1)) + fine_detail(moved, float(np.linalg.norm(to_photo[:2, 0])) / scale)
+        drawn = at(np.clip(edit + correction, 0, 1)) + fine_detail(moved, side / size / scale)
         out = out * (1 - new_b) + drawn * new_b
 
-    face = paste_mask((height, width), aligned, (size, size))[y0:y1, x0:x1]
-    m = np.maximum(face, at(acts) * _cover(q, size))[..., None]
     result = photo.copy()
-    blended = box * (1 - m) + np.clip(out, 0, 1) * m
-    changed = m[..., 0] > 0
+    changed = weight[..., 0] > 0
     region = result[y0:y1, x0:x1]
-    region[changed] = np.clip(blended[changed] * 255 + 0.5, 0, 255).astype(np.uint8)
+    region[changed] = np.clip(out[changed] * 255 + 0.5, 0, 255).astype(np.uint8)
     return PhotoEdit(result, aligned, flow)
 
 
@@ -176,10 +184,11 @@ def fine_detail(image: np.ndarray, pixels_per_generator_pixel: float) -> np.ndar
 
 
 def _cover(q: np.ndarray, size: int) -> np.ndarray:
-    """1 well inside the aligned square, falling to 0 at its border (no seam where it ends)."""
-    margin = 0.06 * size
-    d = np.minimum(np.minimum(q[..., 0], size - 1 - q[..., 0]), np.minimum(q[..., 1], size - 1 - q[..., 1]))
-    return _smoothstep(d, 0, margin)
+    """1 well inside the aligned square, 0 before its edge (no seam where the generator's view ends)."""
+    centre = (size - 1) / 2
+    d = np.abs(np.stack([q[..., 0] - centre, q[..., 1] - centre])) / (size / 2)
+    radius = (d**COVER_SHAPE).sum(0) ** (1 / COVER_SHAPE)
+    return 1 - _smoothstep(radius, *COVER)
 
 
 def _resize_photo_to_frame(photo_f: np.ndarray, to_photo: np.ndarray, size: int) -> np.ndarray:

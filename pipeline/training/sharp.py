@@ -33,7 +33,6 @@ from ..models.generator import GeneratorConfig
 from .generator_train import Recipe, Trainer, TrainState, descend
 
 DIRECTIONS_FILE = "directions.safetensors"
-EDIT_RANGE = 3.0  # edited codes move up to this many standard deviations along a direction
 ADAPTIVE_EVERY = 4  # steps between re-estimates of the adaptive adversarial weight
 
 
@@ -211,7 +210,7 @@ class SharpTrainer(Trainer):
             d = self.directions[torch.randint(0, len(self.directions), (n_edit,))]
             d = d / d.norm(dim=1, keepdim=True)
             sigma = ((d @ self.prior.cov) * d).sum(1).clamp_min(1e-8).sqrt()
-            strength = (torch.rand(n_edit) * 2 - 1) * EDIT_RANGE * sigma
+            strength = (torch.rand(n_edit) * 2 - 1) * self.recipe.edit_range * sigma
             edits = edits + (strength[:, None] * d).unsqueeze(1)
         return torch.cat([prior, mixes, edits])
 
