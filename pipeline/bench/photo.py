@@ -29,7 +29,7 @@ from PIL import Image
 
 from .. import provenance
 from ..faces.align import AlignedFace, apply
-from ..faces.attributes import analyze, identity_distance
+from ..faces.attributes import AGE_BINS, analyze, identity_distance
 from ..faces.paste import paste_back, paste_mask
 from ..faces.photo_render import face_view, render_on_photo
 from ..models.perceptual import perceptual_distance
@@ -41,6 +41,7 @@ MOUSTACHE_DRAWN = 15.0
 EDITS = {"zero": {}, "age+3": {"age": 3.0}, "smile+2": {"smile": 2.0}}
 READS = {"age+3": "age", "smile+2": "smile"}  # what each edit should change
 SPEED_FACE = 256
+AGE_CEILING_MARGIN = 5.0  # years below the age net's oldest class where a face can still read older
 SEAM_RING = 0.03  # share of the aligned square's side: the ring inside its edge where seams are read
 GOALS = {"zero_psnr_db": 38.0, "sharpness": 0.9, "kept_share": 0.8, "lpips_to_generator": 0.05,
          "seam_levels": 4.0, "edit_s_at_256": 0.5, "upload_to_first_edit_s": 3.0}  # fmt: skip
@@ -119,6 +120,7 @@ def bench_one(studio, path: Path, steps: int) -> dict:
     attrs = analyze(reads)
     k = len(READS)
     photo_a, result_a, rec_a, gen_a = attrs[0], attrs[1 : 1 + k], attrs[1 + k], attrs[2 + k :]
+    row["photo_age"] = round(photo_a.age, 1)
     for (name, attr), res, gen in zip(READS.items(), result_a, gen_a):
         got = getattr(res, attr) - getattr(photo_a, attr)
         want = getattr(gen, attr) - getattr(rec_a, attr)
@@ -149,8 +151,11 @@ def summarise(rows: list[dict]) -> dict:
         want = sum(r[name][f"{attr}_change_generator"] for r in rows)
         out[name]["kept_share_pooled"] = round(sum(r[name][f"{attr}_change"] for r in rows) / want, 3) if want else None
     ages = [r["age+3"] for r in rows]
+    # The age net's oldest class is 80 years: a face read near it cannot be read older.
+    readable = [r["age+3"]["age_change"] > 0 for r in rows if r["photo_age"] < AGE_BINS[-1] - AGE_CEILING_MARGIN]
     out["age+3"].update({
         "older_share": round(float(np.mean([e["age_change"] > 0 for e in ages])), 3),
+        "older_share_below_ceiling": round(float(np.mean(readable)), 3) if readable else None,
         "gender_flipped": int(sum(abs(e["female_change"]) > 0.5 for e in ages)),
         "moustache_on_women": int(sum(e["moustache_on_woman"] for e in ages)),
         "same_person_share": round(float(np.mean([e["identity_distance"] < IDENTITY_SAME for e in ages])), 3),
