@@ -268,6 +268,30 @@ def test_decorrelation_cancels_what_a_direction_moves_but_keeps():
     assert torch.allclose(moved[0, 0], fixed["sad"].scale * fixed["sad"].vector, atol=1e-5)
 
 
+def test_a_kept_attribute_held_on_fewer_rows_still_corrects_and_a_correction_that_does_not_help_is_undone():
+    """Angry (all rows) moved the gender, whose direction starts at row 3: the gender direction
+    corrects it on angry's rows; a correction measured to leak more is dropped again."""
+    from pipeline.training.decorrelation import COLUMNS, decorrelate, keep_if_better
+
+    dim = 8
+    axes = {c: torch.eye(dim)[i] for i, c in enumerate(("angry", "gender", "smile"))}
+    angry = Direction("angry", unit(axes["angry"] + 0.8 * axes["gender"]), (0, 4), 1.0)
+    gender = Direction("gender", axes["gender"], (3, 4), 1.0)
+    directions = {"angry": angry, "gender": gender}
+
+    def row(rest: float, **moves):
+        return {c: moves.get(c, rest) for c in COLUMNS}
+
+    # the table as measured at +2 sd with gender read along its axis
+    table = {"angry": row(0.5, angry=1.0, gender=2 * float(angry.vector @ axes["gender"])), "gender": row(0.0, gender=2.0)}
+    fixed = decorrelate(directions, table, lambda name: ("gender",), goal=0.1)
+    assert set(fixed["angry"].info["corrected_by"]) == {"gender"}
+    assert abs(float(fixed["angry"].vector @ axes["gender"])) < 1e-5  # the gender move is cancelled
+    worse, better = {"angry": row(0.6, angry=1.0)}, {"angry": row(0.1, angry=1.0)}
+    assert keep_if_better(directions, fixed, table, worse)["angry"] is angry
+    assert keep_if_better(directions, fixed, table, better)["angry"] is fixed["angry"]
+
+
 def test_the_shipped_directions_record_their_rows_and_corrections():
     from pipeline.training.covariate_directions import held_attributes
     from pipeline.training.decorrelation import MAX_SKIPPED_ROWS

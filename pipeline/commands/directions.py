@@ -79,7 +79,7 @@ def register(sub, groups) -> None:
     p.add_argument("--out", type=Path, default=Path("bench/edit.json"), help="the JSON is also written here")
     p.add_argument("--leakage-photos", type=int, default=8,
                    help="held-out photos edited at photo resolution for the leakage matrix (0: none)")  # fmt: skip
-    p.add_argument("--leakage-random", type=int, default=24, help="random faces for the leakage matrix (0: none)")
+    p.add_argument("--leakage-random", type=int, default=48, help="random faces for the leakage matrix (0: none)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", action="store_true", help="one line of JSON")
     p.add_argument(

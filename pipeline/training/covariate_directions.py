@@ -145,6 +145,7 @@ def search_with_covariates(G, encoder, data_dir: Path, files: list[str], n: int 
         ROW_FACES,
         decorrelate,
         identity_rows,
+        keep_if_better,
         median_leak,
         photo_codes,
         random_faces,
@@ -158,11 +159,17 @@ def search_with_covariates(G, encoder, data_dir: Path, files: list[str], n: int 
     directions = identity_rows(G, directions, photo_codes(G, encoder, faces, log=log), log, report["attribute_sd"])
     report["rows"] = {k: list(d.layers) for k, d in directions.items()}
     table = random_faces(G, directions, FIT_FACES, FIT_SEED + seed, log, report["attribute_sd"])
-    directions = decorrelate(directions, table, held_attributes)
+    corrected = decorrelate(directions, table, held_attributes)
+    changed = [k for k in corrected if corrected[k] is not directions[k]]
+    after = random_faces(G, corrected, FIT_FACES, FIT_SEED + seed, log, report["attribute_sd"], changed) if changed else {}
+    directions = keep_if_better(directions, corrected, table, after)
     report["decorrelated"] = {k: {"median_leak_before": d.info["median_leak_before"], "corrected_by": d.info["corrected_by"]}
                               for k, d in directions.items() if "corrected_by" in d.info}  # fmt: skip
     for name, fix in report["decorrelated"].items():
-        log(f"{name}: median leakage {median_leak(table, name):.2f} sd, corrected by {fix['corrected_by']}")
+        fix["median_leak_after"] = round(median_leak(after, name), 3)
+        log(f"{name}: median leakage {fix['median_leak_before']:.2f} -> {fix['median_leak_after']:.2f} sd, "
+            f"corrected by {fix['corrected_by']}")
+    report["corrections_not_kept"] = sorted(set(changed) - set(report["decorrelated"]))
     w = sample_w(G, max(n_probe, 1000), seed)
     directions.update(discovered_directions(G, w, w[:n_probe], report["attribute_sd"], log))
     report["method"] = "covariates"
