@@ -13,7 +13,10 @@ the matrix so that, to first order, the held attributes' changes cancel:
 Strength 1 of ``d'`` is one standard deviation of ``d`` with ``-a_h`` of each ``h``; the
 corrections are recorded in the direction's details. Only directions whose median leakage
 comes near :data:`LEAK_GOAL` are corrected: the correction also removes part of what an attribute
-is read by (an aged face's narrower eyes), so clean directions are left alone.
+is read by (an aged face's narrower eyes), so clean directions are left alone. A held direction
+may act on other rows than the one it corrects, so its effect there is only approximate: each
+correction is measured again on the same faces and kept only where the leakage falls
+(:func:`keep_if_better`).
 
 Before that, :func:`identity_rows` lets each direction leave out the coarsest W+ rows (the face's
 shape) where that keeps the person better at little cost to the effect.
