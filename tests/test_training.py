@@ -169,3 +169,25 @@ def test_edited_codes_follow_the_directions_given_and_resume_with_them(tmp_path)
     with pytest.raises(UserError, match="no edited codes"):
         train(DATA, recipe_with("ae", batch=4), tmp_path / "ae", config=TINY, max_images=4, heldout_count=4,
               edit_directions=directions, log=lambda m: None)  # fmt: skip
+
+
+def test_critic_translation_shifts_each_image_by_its_own_offset_with_zeros_moving_in():
+    from pipeline.training.sharp import random_translate
+
+    torch.manual_seed(0)
+    images = torch.rand(6, 3, 16, 16) + 1  # no zeros of their own
+    shifted = random_translate(images, translation=0.125)  # up to 2 px each way
+    padded = torch.nn.functional.pad(images, (2, 2, 2, 2))
+    windows = [{(dy, dx) for dy in range(5) for dx in range(5) if torch.equal(shifted[i], padded[i, :, dy : dy + 16, dx : dx + 16])}
+               for i in range(len(images))]  # fmt: skip
+    assert all(len(w) == 1 for w in windows)  # exactly one window of its own image
+    assert len({next(iter(w)) for w in windows}) > 1  # not one shift for the whole batch
+
+
+def test_training_on_a_device_pytorch_does_not_have_is_refused(tmp_path, capsys):
+    from pipeline.cli import main
+
+    code = main(["train", "generator", "--data", str(DATA), "--recipe", "sharp-128", "--device", "cuda:7",
+                 "--run-dir", str(tmp_path / "run"), "--max-images", "0"])  # fmt: skip
+    assert code == 2 and "not available" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -18,6 +18,7 @@ def register(sub, groups) -> None:
     p.add_argument("--max-images", type=int, default=None)
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default="cpu", help="where to train: cpu, or cuda where PyTorch sees a GPU")
     p.add_argument("--fresh", action="store_true", help="start over instead of resuming")
     p.add_argument("--export", type=Path, default=None, help="after training, write the shippable model here")
     p.add_argument("--compact-state", type=Path, default=DEFAULT_OUT / "train_state.safetensors",
@@ -40,18 +41,30 @@ def run_train(args: argparse.Namespace) -> int:
         raise UserError(f"training data folder not found: {args.data}")
     if args.edit_directions is not None and not args.edit_directions.is_file():
         raise UserError(f"directions file not found: {args.edit_directions}")
+    if args.device != "cpu" and not _device_available(args.device):
+        raise UserError(f"device {args.device!r} is not available to PyTorch here (train with --device cpu)")
     recipe = recipe_with(args.recipe, batch=args.batch)
     run_dir = args.run_dir or Path("runs") / args.recipe
     trainer = train(
         args.data, recipe, run_dir, max_images=args.max_images, max_minutes=args.max_minutes, max_cpu_minutes=args.max_cpu_minutes,
         resume=not args.fresh, compact_state=args.compact_state, threads=args.threads,
-        trainer_class=trainer_for(recipe), edit_directions=args.edit_directions,
+        trainer_class=trainer_for(recipe), edit_directions=args.edit_directions, device=args.device,
     )  # fmt: skip
     if args.export:
         export(trainer, args.data, args.export)
         trainer.save_compact(args.export / "train_state.safetensors")
         print(f"exported to {args.export}")
     return 0
+
+
+def _device_available(device: str) -> bool:
+    import torch
+
+    try:
+        torch.empty(1, device=device)
+    except (RuntimeError, AssertionError):
+        return False
+    return True
 
 
 def register_bench(groups) -> None:

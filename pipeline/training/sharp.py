@@ -69,11 +69,21 @@ def diff_augment(images: torch.Tensor, translation: float = 0.125) -> torch.Tens
     x = (x - mean) * (rand() * 2) + mean
     mean = x.mean((1, 2, 3), keepdim=True)
     x = (x - mean) * (rand() + 0.5) + mean
-    size = x.shape[-1]
+    return random_translate(x, translation)
+
+
+def random_translate(images: torch.Tensor, translation: float = 0.125) -> torch.Tensor:
+    """Each image shifted by up to ``translation`` of its size, zeros moving in; one gather for the
+    whole batch (a loop over images costs a kernel launch each on a GPU)."""
+    n, channels, size, device = images.shape[0], images.shape[1], images.shape[-1], images.device
     shift = int(size * translation + 0.5)
-    padded = F.pad(x, (shift, shift, shift, shift))
-    offsets = torch.randint(0, 2 * shift + 1, (n, 2))
-    return torch.stack([padded[i, :, dy : dy + size, dx : dx + size] for i, (dy, dx) in enumerate(offsets.tolist())])
+    padded = F.pad(images, (shift, shift, shift, shift))
+    offsets = torch.randint(0, 2 * shift + 1, (n, 2, 1), device=device)
+    rows = (offsets[:, 0] + torch.arange(size, device=device))[:, None, :, None]
+    cols = (offsets[:, 1] + torch.arange(size, device=device))[:, None, None, :]
+    batch = torch.arange(n, device=device)[:, None, None, None]
+    channel = torch.arange(channels, device=device)[None, :, None, None]
+    return padded[batch, channel, rows, cols]
 
 
 def hinge_critic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -132,9 +142,11 @@ def is_new_parameter(name: str, n_blocks: int) -> bool:
 class SharpTrainer(Trainer):
     """:class:`Trainer` with the grown model, a PatchGAN critic and codes off the data."""
 
-    def __init__(self, recipe: Recipe, config: GeneratorConfig, run_dir: Path, seed: int = 0):
-        super().__init__(recipe, config, run_dir, seed)
-        self.directions = torch.zeros(0, config.style_dim)
+    def __init__(
+        self, recipe: Recipe, config: GeneratorConfig, run_dir: Path, seed: int = 0, device: torch.device | str = "cpu"
+    ):
+        super().__init__(recipe, config, run_dir, seed, device)
+        self.directions = torch.zeros(0, config.style_dim, device=device)
         self.adaptive_weight = 0.0
 
     def encoder_config(self, config: GeneratorConfig) -> EncoderConfig:
@@ -155,7 +167,7 @@ class SharpTrainer(Trainer):
             tensors = load_file(str(path))
             with safe_open(str(path), "pt") as f:
                 meta = f.metadata()
-            save_file({**tensors, "directions": self.directions.contiguous()}, str(path), metadata=meta)
+            save_file({**tensors, "directions": self.directions.cpu().contiguous()}, str(path), metadata=meta)
 
     def load_compact(self, path: Path) -> None:
         with safe_open(str(path), "pt") as f:
@@ -165,14 +177,14 @@ class SharpTrainer(Trainer):
         if old_config.resolution == self.config.resolution:
             super().load_compact(path)
             if stored is not None:
-                self.directions = stored.float()
+                self.directions = stored.float().to(self.device)
             return
         tensors = load_file(str(path))
         for name, net in (("G", self.G), ("G_ema", self.G_ema), ("E", self.E), ("E_ema", self.E_ema)):
             old = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")}
             grow = grow_generator_state if name.startswith("G") else grow_encoder_state
             net.load_state_dict(grow(old, net.state_dict()))
-        self.prior.moments = {k: tensors[f"prior.{k}"].float() for k in self.prior.moments}
+        self.prior.load({k: tensors[f"prior.{k}"] for k in self.prior.moments})
         state = json.loads(meta["state"])
         self.state = TrainState(**{**state, "grown_at": state["images_seen"]})
         directions = path.parent / DIRECTIONS_FILE
@@ -180,7 +192,7 @@ class SharpTrainer(Trainer):
             self.use_edit_directions(directions)
 
     def use_edit_directions(self, path: Path) -> None:
-        self.directions = edit_axes(path)
+        self.directions = edit_axes(path).to(self.device)
 
     def full_state(self) -> dict:
         return {**super().full_state(), "directions": self.directions}
@@ -188,29 +200,29 @@ class SharpTrainer(Trainer):
     def load(self, path: Path) -> dict:
         ckpt = super().load(path)
         if "directions" in ckpt:
-            self.directions = ckpt["directions"].float()
+            self.directions = ckpt["directions"].float().to(self.device)
         elif (path.parent / "directions.pt").exists():  # states written before directions were kept inside
-            self.directions = torch.load(path.parent / "directions.pt", weights_only=True)
+            self.directions = torch.load(path.parent / "directions.pt", weights_only=True).to(self.device)
         return ckpt
 
     # ---- codes with no reconstruction target
 
     def manifold_codes(self, w: torch.Tensor, offsets: torch.Tensor, count: int) -> torch.Tensor:
         """W+ codes the app decodes but the data never shows: prior samples, mixes, edits."""
-        n_latent = self.config.n_latent
+        n_latent, device = self.config.n_latent, w.device
         third = max(count // 3, 1)
         prior = self.prior.sample(third).unsqueeze(1).expand(-1, n_latent, -1)
-        pick = torch.randint(0, w.shape[0], (2, third))
-        t = torch.rand(third, 1, 1)
+        pick = torch.randint(0, w.shape[0], (2, third), device=device)
+        t = torch.rand(third, 1, 1, device=device)
         codes = w.unsqueeze(1) + offsets
         mixes = torch.lerp(codes[pick[0]], codes[pick[1]], t)
         n_edit = count - 2 * third
-        edits = codes[torch.randint(0, w.shape[0], (n_edit,))]
+        edits = codes[torch.randint(0, w.shape[0], (n_edit,), device=device)]
         if len(self.directions) and n_edit > 0:
-            d = self.directions[torch.randint(0, len(self.directions), (n_edit,))]
+            d = self.directions[torch.randint(0, len(self.directions), (n_edit,), device=device)]
             d = d / d.norm(dim=1, keepdim=True)
             sigma = ((d @ self.prior.cov) * d).sum(1).clamp_min(1e-8).sqrt()
-            strength = (torch.rand(n_edit) * 2 - 1) * self.recipe.edit_range * sigma
+            strength = (torch.rand(n_edit, device=device) * 2 - 1) * self.recipe.edit_range * sigma
             edits = edits + (strength[:, None] * d).unsqueeze(1)
         return torch.cat([prior, mixes, edits])
 
