@@ -261,6 +261,9 @@ class SharpTrainer(Trainer):
         rec = r.pixel * l1 + r.perceptual * lp
         loss = rec + r.offset_reg * offsets.square().mean()
         logs["l1"], logs["lpips"] = l1.item(), lp.item()
+        # The spread of the encoded W: nothing but the losses holds it, and where it ran away
+        # (sharp-128-near to a variance of 1532, sharp-128-anneal to 1080) the samples collapsed.
+        logs["w_var"] = self.prior.cov.diagonal().mean().item()
 
         fakes = fake
         if gan_on:
