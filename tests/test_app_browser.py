@@ -100,7 +100,7 @@ def test_click_through_align_encode_edit(app, shots, tmp_path):
         page.get_by_label("Text to say").fill("Hello there.")
         page.get_by_label("Paste back into the photo").check()
         page.get_by_role("button", name="Make video", exact=True).click()
-        expect(page.locator("video").first).to_be_visible()
+        expect(page.locator("video").first).to_be_visible(timeout=STEP_TIMEOUT_MS)  # a video takes seconds
         page.screenshot(path=str(shots / "5-talk.png"), full_page=True)
         browser.close()
     assert not errors, "\n".join(errors)

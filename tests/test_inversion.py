@@ -140,3 +140,36 @@ def test_bad_images_are_refused(gen):
         invert(gen, np.zeros((32, 32, 3), np.float32), steps=1, settings=FAST)
     with pytest.raises(UserError, match="space"):
         invert(gen, np.zeros((32, 32, 3), np.uint8), steps=1, space="z", settings=FAST)
+
+
+def _rescaled_w(gen: Generator, factor: float) -> Generator:
+    """The same generator with W in other units: mapping outputs times ``factor``, styles divided by it."""
+    import copy
+
+    other = copy.deepcopy(gen)
+    last = other.style[-1]
+    with torch.no_grad():
+        last.weight.mul_(factor)
+        last.bias.mul_(factor)
+        for name, p in other.named_parameters():
+            if name.endswith("modulation.weight"):
+                p.div_(factor)
+    return other
+
+
+def test_the_latent_step_size_follows_w_spread_not_w_units(gen, target):
+    """A model whose W has ten times the spread is inverted the same way (the embedded model's W grew
+    11-fold in spread with training, and a step size fixed in W's units slowed its inversion)."""
+    wide = _rescaled_w(gen, 10.0)
+    with torch.no_grad():
+        w = gen.mean_w(1000)[:, None].expand(1, gen.n_latent, -1)
+        assert torch.allclose(wide.synthesis(w * 10, randomize_noise=False), gen.synthesis(w, randomize_noise=False), atol=1e-4)
+    def last_lpips(g: Generator, settings) -> float:
+        return [h["lpips"] for h in invert(g, target, steps=15, settings=settings).history if "lpips" in h][-1]
+
+    mean_start = replace(FAST, init="mean")
+    lpips = [last_lpips(g, mean_start) for g in (gen, wide)]
+    assert lpips[1] == pytest.approx(lpips[0], rel=0.02)
+    absolute = replace(mean_start, lr=0.03, lr_unit="absolute")
+    lpips = [last_lpips(g, absolute) for g in (gen, wide)]
+    assert lpips[1] > lpips[0] * 1.5  # the same absolute steps cover a tenth of the wider W

@@ -162,4 +162,27 @@ def test_a_recoloured_face_is_not_warped(astronaut):
     mask = paste_mask(s.photo.shape[:2], s.aligned) > 0.5
     assert sharpness(result.photo, mask) / sharpness(s.photo, mask) > 0.85
     before, after = face_view(s.photo, s.aligned).astype(float), result.face.astype(float)
-    assert after.mean() > before.mean() + 8  # the lightening is there
+    n = after.shape[0]
+    lit = (slice(int(0.6 * n), int(0.75 * n)),) * 2  # towards the corner the ramp lightens most
+    dark = (slice(int(0.25 * n), int(0.4 * n)),) * 2
+    rise = lambda region: after[region].mean() - before[region].mean()  # noqa: E731
+    assert rise(lit) > rise(dark) + 8  # the uneven lightening is there
+
+
+def test_an_edit_keeps_the_skin_tone_and_carries_what_changes_locally(astronaut):
+    """The generator's edits move skin tone with their attribute (age +3σ paled dark skin); the
+    photo keeps its own, while a local change (a darker chin, as a beard's shadow) still shows."""
+    from pipeline.faces.face_geometry import skin_luminance
+
+    s = astronaut
+    rec = s.reconstruction.astype(np.float32)
+    side = rec.shape[0]
+    edited = rec - 35  # the whole face darker ...
+    edited[int(0.78 * side) : int(0.9 * side), int(0.4 * side) : int(0.6 * side)] -= 45  # ... the chin more
+    result = render_on_photo(s.photo, s.aligned, s.reconstruction, np.clip(edited, 0, 255).astype(np.uint8))
+    before, after = face_view(s.photo, s.aligned), result.face
+    landmarks = s.aligned.landmarks() * (before.shape[0] / s.aligned.size)
+    assert abs(skin_luminance(after, landmarks) - skin_luminance(before, landmarks)) < 4
+    n = before.shape[0]
+    chin = (slice(int(0.8 * n), int(0.88 * n)), slice(int(0.43 * n), int(0.57 * n)))
+    assert before[chin].astype(float).mean() - after[chin].astype(float).mean() > 20

@@ -83,13 +83,20 @@ def _luma(image: np.ndarray) -> np.ndarray:
     return np.asarray(image[..., :3], dtype=np.float32) @ LUMA_WEIGHTS
 
 
-def _cheek_luma(luma: np.ndarray, lm: np.ndarray) -> float:
+def cheek_mask(shape: tuple[int, int], landmarks: np.ndarray) -> np.ndarray:
+    """(height, width) bool: the two cheek discs where :func:`skin_luminance` reads the skin."""
+    lm = np.asarray(landmarks, dtype=np.float64)
     radius = 0.12 * inter_ocular(lm)
-    height, width = luma.shape
+    height, width = shape
     ys, xs = np.mgrid[0:height, 0:width]
     inside = np.zeros((height, width), bool)
     for centre in ((lm[2] + lm[31]) / 2, (lm[14] + lm[35]) / 2):
         inside |= (xs - centre[0]) ** 2 + (ys - centre[1]) ** 2 <= radius**2
+    return inside
+
+
+def _cheek_luma(luma: np.ndarray, lm: np.ndarray) -> float:
+    inside = cheek_mask(luma.shape, lm)
     return float(np.median(luma[inside])) if inside.any() else float("nan")
 
 

@@ -53,7 +53,12 @@ class InversionSettings:
     steps: int = 100
     space: Space = "wplus"
     init: Literal["encoder", "mean"] = "encoder"  # mean W when no encoder is given either way
+    # The latent's step size. "w_spread": in units of W's spread per axis, so one setting suits
+    # every generator (the embedded model's W grew 11-fold in spread between its 127.6k- and 321k-image
+    # weights, and an absolute 0.03 went from 0.11 to 0.01 of it); "absolute": in W's own units.
     lr: float = 0.03
+    lr_unit: Literal["w_spread", "absolute"] = "w_spread"
+    noise_lr: float | None = 0.03  # the noise maps' step size (unit variance); None: the latent's
     lr_rampup: float = 0.05  # fraction of the steps spent ramping the lr up (linearly)
     lr_rampdown: float = 0.25  # fraction spent ramping it down (cosine)
     perceptual: float = 1.0  # weight of the perceptual distance
@@ -87,6 +92,8 @@ BASELINE = InversionSettings(
     space="w",
     init="mean",
     lr=0.1,
+    lr_unit="absolute",
+    noise_lr=None,
     lr_rampup=0.05,
     lr_rampdown=0.25,
     perceptual=1.0,
@@ -344,8 +351,9 @@ def invert(
 
     # Starting point.
     w_mean, w_spread = None, 0.0
-    if s.latent_noise > 0 or s.init == "mean" or encoder is None or pti:
+    if s.latent_noise > 0 or s.init == "mean" or encoder is None or pti or s.lr_unit == "w_spread":
         w_mean, w_spread = w_prior(G, s.mean_w_samples, seed)
+    lr_base = s.lr * (w_spread / math.sqrt(G.style_dim) if s.lr_unit == "w_spread" else 1.0)
     start = _start_code(G, s, target, init, encoder, w_mean)
     latent = start.detach().clone().requires_grad_(True)  # (1, 1 or n_latent, dim)
 
@@ -355,7 +363,10 @@ def invert(
         noise = [torch.randn(b.shape, generator=gen).to(device).requires_grad_(True) for b in G.noise_buffers()]
     fixed_noise = G.noise_buffers()
     params = [latent] + (noise or [])
-    optimizer = torch.optim.Adam(params, betas=(0.9, 0.999), lr=s.lr)
+    groups = [{"params": [latent], "lr_base": lr_base}]
+    if noise:
+        groups.append({"params": noise, "lr_base": lr_base if s.noise_lr is None else s.noise_lr})
+    optimizer = torch.optim.Adam(groups, betas=(0.9, 0.999), lr=lr_base)
 
     def synth(code: torch.Tensor, noise_maps: list[torch.Tensor] | None) -> torch.Tensor:
         wplus = code.expand(-1, G.n_latent, -1)
@@ -369,9 +380,9 @@ def invert(
     stopped = "done"
     step = 0
     for step in range(s.steps):
-        lr = learning_rate(step, s.steps, s.lr, s.lr_rampup, s.lr_rampdown)
+        lr = learning_rate(step, s.steps, lr_base, s.lr_rampup, s.lr_rampdown)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = learning_rate(step, s.steps, group["lr_base"], s.lr_rampup, s.lr_rampdown)
         code = latent
         if s.latent_noise > 0:
             scale = w_spread * s.latent_noise * max(0.0, 1.0 - step / (s.steps * s.latent_noise_ramp)) ** 2
