@@ -351,7 +351,10 @@ def invert(
 
     # Starting point.
     w_mean, w_spread = None, 0.0
-    if s.latent_noise > 0 or s.init == "mean" or encoder is None or pti or s.lr_unit == "w_spread":
+    # W's spread sets the step size only when there are steps: a steps=0 call (the encoder's
+    # guess, the app's first view) samples nothing for it.
+    steps_in_spread = s.lr_unit == "w_spread" and s.steps > 0
+    if s.latent_noise > 0 or s.init == "mean" or encoder is None or pti or steps_in_spread:
         w_mean, w_spread = w_prior(G, s.mean_w_samples, seed)
     lr_base = s.lr * (w_spread / math.sqrt(G.style_dim) if s.lr_unit == "w_spread" else 1.0)
     start = _start_code(G, s, target, init, encoder, w_mean)
