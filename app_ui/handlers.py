@@ -69,7 +69,8 @@ def summary(model: Model | None) -> str:
 def edit_note(model: Model | None) -> str:
     if model is None or not model.directions:
         return model.directions_note if model else ""
-    return "Move a slider, then **Edit**. Strengths are in standard deviations of the model's faces along each direction."
+    return ("Move a slider: the face follows when you let go, its scores just after (**Edit** does the same). "
+            "Strengths are in standard deviations of the model's faces along each direction.")
 
 
 def model_view(model: Model) -> tuple:
@@ -159,10 +160,10 @@ def stop(session: Session):
 @friendly
 @gpu
 def edit(session: Session, conditioning: list[str], keep: bool, own_layers: bool, first: float, last: float,
-         paste: bool, *strengths):  # fmt: skip
+         paste: bool, *strengths, scores: bool = True):  # fmt: skip
     values = {n: v for n, v in zip(slot_names(studio.directions(session)), strengths) if n}
     layers = None if own_layers else (int(first), int(last) + 1)
-    result = studio.edit(session, values, conditioning or [], layers, paste, keep=bool(keep))
+    result = studio.edit(session, values, conditioning or [], layers, paste, keep=bool(keep), scores=scores)
     image_file = file_path(studio.save_image(session, seen(result), "edited"))
     composite_file = file_path(studio.save_image(session, result.composite, "composite")) if result.composite is not None else None
     pasted = result.composite is not None
@@ -171,6 +172,19 @@ def edit(session: Session, conditioning: list[str], keep: bool, own_layers: bool
             show(session, seen(result)), result.scores, scores_table(result.scores),
             image_file, gr.Image(result.composite, visible=pasted), gr.File(composite_file, visible=pasted),
             show(session, session.reconstruction), show(session, result.image))  # fmt: skip
+
+
+@friendly
+def edit_live(session: Session, conditioning: list[str], keep: bool, own_layers: bool, first: float, last: float,
+              paste: bool, *strengths):  # fmt: skip
+    """A slider let go: the face first; its scores follow (``edit_scores``)."""
+    return edit(session, conditioning, keep, own_layers, first, last, paste, *strengths, scores=False)
+
+
+@friendly
+def edit_scores(session: Session):
+    scores = studio.edit_scores(session)
+    return scores, scores_table(scores)
 
 
 @friendly

@@ -167,8 +167,9 @@ def edit_tab(state: gr.State, loaded: Model | None) -> SimpleNamespace:
     inputs = [state, conditioning, keep, own_layers, first, last, paste, *sliders]
     outputs = [state, before, after, scores, table, edited_file, composite, composite_file, model_before, model_after]
     edit_btn.click(h.edit, inputs, outputs, api_name="edit")
-    for slider in sliders:  # live: the face follows a slider when it is let go
-        slider.release(h.edit, inputs, outputs, api_name=False, trigger_mode="always_last")
+    for slider in sliders:  # live: the face follows a slider when it is let go, its scores just after
+        slider.release(h.edit_live, inputs, outputs, api_name=False, trigger_mode="always_last").success(
+            h.edit_scores, [state], [scores, table], api_name=False)  # fmt: skip
     return SimpleNamespace(tab=tab, face=before, model_outputs=[note, conditioning, first, last, *sliders])
 
 

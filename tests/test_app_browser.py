@@ -90,6 +90,13 @@ def test_click_through_align_encode_edit(app, shots, tmp_path):
         expect(page.locator("#after img")).to_be_visible()
         expect(page.locator("#edit-scores")).to_contain_text("age")
         page.screenshot(path=str(shots / "3-edited.png"), full_page=True)
+        # Letting go of a slider edits without the button: the face first, its scores after it.
+        shown = page.locator("#after img").get_attribute("src")
+        track = page.get_by_label("range slider for pc1").bounding_box()
+        page.mouse.click(track["x"] + 0.9 * track["width"], track["y"] + track["height"] / 2)
+        expect(page.locator("#after img")).not_to_have_attribute("src", shown)
+        expect(page.locator("#edit-scores")).to_contain_text("age")
+        page.screenshot(path=str(shots / "3b-slider.png"), full_page=True)
 
         page.get_by_role("tab", name="6 Mix").click()
         page.get_by_role("button", name="Mix", exact=True).click()

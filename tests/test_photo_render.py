@@ -9,6 +9,7 @@ from PIL import Image
 
 from pipeline.bench.photo import png_bytes as _png
 from pipeline.bench.photo import psnr_db, seam_levels, sharpness
+from pipeline.errors import UserError
 from pipeline.faces.paste import paste_back, paste_mask
 from pipeline.faces.photo_render import face_size_in_photo, face_view, render_on_photo
 from pipeline.studio import Studio
@@ -58,6 +59,16 @@ def test_an_edit_keeps_the_photo_sharp_and_changes_only_the_face(studio, astrona
     side = diff.shape[0]
     lower, upper = diff[side // 2 :].mean(), diff[: side // 3].mean()
     assert lower > upper
+
+
+def test_a_live_edit_shows_the_face_first_and_its_scores_after(studio, astronaut):
+    full = studio.edit(astronaut, {"smile": 2.0})
+    live = studio.edit(astronaut, {"smile": 2.0}, scores=False)
+    assert live.scores == {} and np.array_equal(live.face, full.face)
+    assert studio.edit_scores(astronaut) == full.scores  # the same scores, read when asked
+    assert full.scores["lpips"] == studio.edit(astronaut, {"smile": 2.0}).scores["lpips"]  # the cached target agrees
+    with pytest.raises(UserError, match="edit the face first"):
+        studio.edit_scores(studio.new_session())
 
 
 def test_a_face_smaller_than_the_model_still_renders(studio):
@@ -120,7 +131,7 @@ def test_bench_photo_command(tmp_path, capsys, one_thread):
     assert result["summary"]["zero"]["psnr_db"] == 100  # the zero edit gives the photo back
     assert result["summary"]["smile+2"]["sharpness"] > result["summary"]["smile+2"]["sharpness_plain_paste"]
     assert {"zero_psnr_db", "sharpness", "kept_share", "lpips_to_generator", "edit_s_at_256"} <= set(result["goals"])
-    assert result["speed"]["face_px"] >= 256
+    assert result["speed"]["face_px"] >= 256 and result["speed"]["scores_s"] > 0
     age = result["summary"]["age+3"]  # what the age edit must leave alone, read on the result
     assert {"skin_change", "facial_hair_change", "gender_flipped", "moustache_on_women"} <= set(age)
 

@@ -153,13 +153,17 @@ def render_on_photo(
 
     f = _sample(flow, q[..., 0], q[..., 1], cv2.BORDER_CONSTANT) * weight
     source = apply(to_photo, (q + f).reshape(-1, 2)).reshape(*xs.shape, 2)
-    photo_f = photo.astype(np.float32) / 255
-    box = photo_f[y0:y1, x0:x1]
-    moved = _sample(photo_f, source[..., 0], source[..., 1], interpolation=cv2.INTER_LANCZOS4) if not zero else box
+    # Only the photo's pixels the moved face can reach are converted (a large photo is mostly elsewhere).
+    reach = int(np.ceil(np.abs(source - np.stack([xs, ys], -1)).max())) + 4 if not zero else 0
+    sx0, sy0 = max(x0 - reach, 0), max(y0 - reach, 0)
+    near_box = photo[sy0 : min(y1 + reach, height), sx0 : min(x1 + reach, width)].astype(np.float32) / 255
+    box = near_box[y0 - sy0 : y1 - sy0, x0 - sx0 : x1 - sx0]
+    moved = box if zero else _sample(near_box, source[..., 0] - sx0, source[..., 1] - sy0,
+                                     interpolation=cv2.INTER_LANCZOS4)  # fmt: skip
     keep_tone = tone * face[..., None]  # the face's own skin tone is kept (see skin_tone_change)
     out = moved + (at(low) - keep_tone) * weight
     # Where the generator draws new content, its own pixels, with the photo's colours.
-    photo_aligned = _resize_photo_to_frame(photo_f, to_photo, size)
+    photo_aligned = _resize_photo_to_frame(photo, to_photo, size)
     correction = ndimage.gaussian_filter(photo_aligned - rec, (COLOUR_BAND * scale, COLOUR_BAND * scale, 0))
     new_b = at(new)[..., None] * weight
     if new_b.any():
@@ -208,11 +212,9 @@ def _cover(q: np.ndarray, size: int) -> np.ndarray:
     return 1 - _smoothstep(radius, *COVER)
 
 
-def _resize_photo_to_frame(photo_f: np.ndarray, to_photo: np.ndarray, size: int) -> np.ndarray:
+def _resize_photo_to_frame(photo: np.ndarray, to_photo: np.ndarray, size: int) -> np.ndarray:
     """The photo seen in the flow's frame (antialiased: it is only used at low frequency)."""
-    return (
-        warp_affine((photo_f * 255 + 0.5).astype(np.uint8), to_photo, (size, size), "reflect").astype(np.float32) / 255
-    )
+    return warp_affine(photo, to_photo, (size, size), "reflect").astype(np.float32) / 255
 
 
 def face_view(photo: np.ndarray, aligned: AlignedFace) -> np.ndarray:

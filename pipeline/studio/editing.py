@@ -33,11 +33,14 @@ class EditSteps(Steps):
         layers: tuple[int, int] | None = None,
         paste: bool = False,
         keep: bool = True,
+        scores: bool = True,
     ) -> EditResult:
         """The current face moved along edit directions; optionally pasted into the photo.
 
         ``keep``: each edit keeps what its direction was fitted to hold (``info["keeps"]``);
-        off, directions that have one use their variant fitted on the attribute alone."""
+        off, directions that have one use their variant fitted on the attribute alone.
+        ``scores`` off: no attributes are read (``edit_scores`` reads them later), so that a live
+        slider shows the face first; reading them costs as much as the edit itself."""
         model = self.session_model(session)
         if session.latent is None:
             raise UserError("encode a face first (tab 2), or start from a random face")
@@ -45,7 +48,13 @@ class EditSteps(Steps):
             raise UserError(model.directions_note or f"model {model.name} has no edit directions yet")
         wplus = apply_edits(session.latent.wplus(model.n_latent).to(model.generator.device), model.directions,
                             strengths, conditioning, layers, keep)  # fmt: skip
-        return self._show(session, model, wplus, paste)
+        return self._show(session, model, wplus, paste, with_scores=scores)
+
+    def edit_scores(self, session: Session) -> dict:
+        """The scores of the last edit (see ``edit(scores=False)``)."""
+        if session.edited is None:
+            raise UserError("edit the face first")
+        return self.scores(session, session.edited)
 
     def photo_face(self, session: Session) -> np.ndarray | None:
         """The photo's face at the photo's own resolution (None when the face came from elsewhere)."""
@@ -77,12 +86,13 @@ class EditSteps(Steps):
         return model, session.latent.wplus(model.n_latent).to(model.generator.device)
 
     def _show(self, session: Session, model: Model, wplus: torch.Tensor, paste: bool = False,
-              image: np.ndarray | None = None, reference: np.ndarray | None = None) -> EditResult:  # fmt: skip
+              image: np.ndarray | None = None, reference: np.ndarray | None = None,
+              with_scores: bool = True) -> EditResult:  # fmt: skip
         """The edited face (rendered from ``wplus`` unless given) with its scores; at the photo's
         resolution when there is a photo, and the whole photo too if asked."""
         image = model.render(wplus, session.latent.noise, session.tuned) if image is None else image
         session.edited = image
-        result = EditResult(image, self.scores(session, image))
+        result = EditResult(image, self.scores(session, image) if with_scores else {})
         if session.photo is not None and session.aligned is not None:
             rendered = self.in_photo(session, image, reference)
             result.face = rendered.face

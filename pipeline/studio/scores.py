@@ -3,7 +3,9 @@ that keeps dlib's models to one thread at a time."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -16,11 +18,35 @@ from ..models.render import from_uint8
 DLIB_LOCK = threading.RLock()
 
 
+LIKENESS_SIZE = 128  # faces are compared at this size
+_REFERENCE_FEATURES: OrderedDict[str, list[torch.Tensor]] = OrderedDict()  # the last few references' features
+_CACHE_LOCK = threading.Lock()
+CACHED_REFERENCES = 8
+
+
+def _reference_features(reference: torch.Tensor, key: str) -> list[torch.Tensor]:
+    """The perceptual features of a reference face, computed once: every edit of a session is
+    compared with the same target, and its features are half the cost of the comparison."""
+    with _CACHE_LOCK:
+        if key in _REFERENCE_FEATURES:
+            _REFERENCE_FEATURES.move_to_end(key)
+            return _REFERENCE_FEATURES[key]
+    features = perceptual_distance(True, LIKENESS_SIZE).raw_features(reference)
+    with _CACHE_LOCK:
+        _REFERENCE_FEATURES[key] = features
+        while len(_REFERENCE_FEATURES) > CACHED_REFERENCES:
+            _REFERENCE_FEATURES.popitem(last=False)
+    return features
+
+
 @torch.no_grad()
 def likeness(image: np.ndarray, reference: np.ndarray) -> dict[str, float]:
     """Perceptual distance (lower is closer) and PSNR of two same-size uint8 faces."""
     a, b = from_uint8(image)[None], from_uint8(reference)[None]
-    return {"lpips": round(float(perceptual_distance(True, 128)(a, b)), 4), "psnr_db": round(float(psnr(a, b)), 2)}
+    net = perceptual_distance(True, LIKENESS_SIZE)
+    key = hashlib.blake2b(np.ascontiguousarray(reference).tobytes(), digest_size=16).hexdigest() + str(reference.shape)
+    distance = net.distance_from_features(net.raw_features(a), _reference_features(b, key))
+    return {"lpips": round(float(distance), 4), "psnr_db": round(float(psnr(a, b)), 2)}
 
 
 def attribute_summary(attrs) -> dict:
