@@ -318,3 +318,57 @@ def test_an_edit_leaves_out_the_coarse_rows_that_change_the_person_when_it_can()
     assert first_row({0: (1.0, 0.40), 1: (0.95, 0.45)}) == 0  # leaving rows out does not help
     assert first_row({0: (1.0, 0.40), 1: (0.95, 0.39)}) == 0  # ... or hardly
     assert first_row({0: (-0.01, 0.4), 1: (0.02, 0.3)}) == 0  # no effect to keep: all rows
+
+
+def test_the_emotion_chip_is_cut_where_the_emotion_net_reads(one_thread):
+    """The differentiable chip of the gradient directions is the chip ``analyze`` reads emotions from."""
+    import torch.nn.functional as F
+
+    from pipeline.faces import attributes
+    from pipeline.latent.directions import random_w
+    from pipeline.models.checkpoints import load_native
+    from pipeline.models.render import from_uint8, render
+    from pipeline.training.gradient_directions import _chip_grid
+
+    G = load_native(ROOT / "weights" / "utkface-64" / "generator.safetensors")
+    with torch.no_grad():
+        face = render(G, random_w(G, 3)[:, None].repeat(1, G.n_latent, 1))[0]
+    chip = attributes.face_chip(attributes.locate(face), attributes.EMOTION_CHIP, attributes.EMOTION_PADDING)
+    grid = _chip_grid(face, face.shape[0])
+    cut = F.grid_sample(from_uint8(face)[None], grid, mode="bilinear", align_corners=False)[0].permute(1, 2, 0)
+    cut = ((cut + 1) * 127.5).numpy()
+    assert np.corrcoef(cut.ravel(), chip.astype(np.float32).ravel())[0, 1] > 0.98
+    assert np.abs(cut - chip).mean() < 8
+
+
+def test_an_emotion_refit_by_gradient_is_kept_only_where_it_does_better(one_thread, monkeypatch):
+    from pipeline.models.checkpoints import load_native
+    from pipeline.training import gradient_directions
+
+    monkeypatch.setattr(gradient_directions, "CHECK_FACES", 4)
+    G = load_native(ROOT / "weights" / "utkface-64" / "generator.safetensors")
+    directions = load_directions(ROOT / "weights" / "utkface-64" / "directions.safetensors", G.style_dim, G.n_latent)
+    out, report = gradient_directions.refit_by_gradient(G, directions, ["disgust"], n=4, log=lambda line: None)
+    fit = report["disgust"]
+    regression = fit["regression"]
+    candidates = {k: v for k, v in fit.items() if k in ("raw", "whitened", "natural")}
+    eligible = {k: v["gain"] for k, v in candidates.items()
+                if v["gain"] > regression["gain"] and v["identity"] <= regression["identity"] + 0.05
+                and v["leak"] <= max(regression["leak"], 0.175)}  # fmt: skip
+    assert len(candidates) == 3
+    assert fit["kept"] == (max(eligible, key=eligible.get) if eligible else "regression")
+    new = out["disgust"]
+    assert (new is not directions["disgust"]) == (fit["kept"] != "regression")
+    assert set(out) == set(directions) and all(out[k] is directions[k] for k in directions if k != "disgust")
+    if fit["kept"] != "regression":
+        assert new.info["method"].startswith("emotion net gradient") and new.layers == directions["disgust"].layers
+        for kept in new.info["keeps"]:  # what it keeps is projected out
+            if kept in directions:
+                assert abs(float(new.vector @ directions[kept].vector)) < 1e-4
+
+
+def test_refit_by_gradient_says_what_it_takes(capsys):
+    from pipeline import cli
+
+    assert cli.main(["directions", "--refit-by-gradient", "age"]) == 2
+    assert "takes emotions" in capsys.readouterr().err

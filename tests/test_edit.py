@@ -178,12 +178,16 @@ def test_bench_edit_reports_goals_and_draws_the_grid(model_dir, tmp_path, capsys
     age = samples["directions"]["age"]
     assert {"change_per_sd", "change_at_plus3", "identity_kept_share", "leakage_at_plus2"} <= set(age)
     assert "happy" in age["leakage_at_plus2"] and "age|happy" in samples["conditioning"]
-    assert set(result["goals_samples"]) >= {"age_plus3_years", "happy_plus2_probability", "identity_kept_share"}
+    assert set(result["goals_samples"]) >= {"age_plus3_years", "happy_plus2_probability", "identity_kept_share",
+                                            "every_emotion_plus2_probability"}  # fmt: skip
+    rise = samples["emotion_rise_at_plus2"]  # the tiny model's only emotion
+    assert set(rise) == {"happy"} and result["goals_samples"]["every_emotion_plus2_probability"]["value"] == rise["happy"]
     # rows: the two directions; columns: seven strengths, 64 px tiles after a label column
     height, width = np.asarray(Image.open(grid)).shape[:2]
     assert width > 7 * 64 and 2 * 64 < height < 3 * 64
     card = (model_dir / "DIRECTIONS.md").read_text()
     assert "| age, holding happy |" in card and "### Edits on 2 random faces" in card
+    assert "Each emotion's probability at +2 sd, rise over the unedited faces: happy" in card
     # The leakage matrix: every measured attribute (skin tone too) and identity, per direction, with its picture.
     leakage = result["leakage"]["random"]
     assert leakage["faces"] == 3 and set(leakage["matrix"]) == {"age", "happy"}

@@ -24,6 +24,7 @@ from ..faces.attributes import IDENTITY_SAME
 from ..latent.directions import Direction
 from ..latent.edit import apply_edits
 from ..models.generator import Generator
+from ..models.mini_xception import EMOTIONS
 from ..models.render import from_uint8, render
 from ..training.decorrelation import CORRECT_ABOVE, FIT_FACES, FIT_SEED, LEAK_GOAL, ROW_FACES
 from ..training.directions import LAYER_KEEP, Progress, score_images
@@ -35,7 +36,8 @@ CONDITIONED = (("age", "gender"), ("gender", "age"), ("smile", "mouth_open"), ("
 MATERIAL_LEAKAGE = 0.1  # standard deviations of the held attribute: less is not worth cutting (nor measurable)
 GRID_STRENGTHS = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
 GRID_ROWS = 8
-GOALS = {"age_plus3_years": 15.0, "happy_plus2_probability": 0.4, "identity_kept_share": 0.7, "conditioning_cut": 0.5}
+GOALS = {"age_plus3_years": 15.0, "happy_plus2_probability": 0.4, "identity_kept_share": 0.7, "conditioning_cut": 0.5,
+         "every_emotion_plus2_probability": 0.3}  # fmt: skip
 
 Log = Callable[[str], None]
 Setting = tuple[str, float, tuple[str, ...]]  # (direction, strength, directions held)
@@ -121,6 +123,11 @@ def bench_codes(G: Generator, directions: Mapping[str, Direction], codes: torch.
         }  # fmt: skip
     out["identity_kept_share"] = _round(np.concatenate(kept).mean(), 3) if kept else None
     out["base_scores_mean"] = {k: _round(v.mean()) for k, v in base.items()}
+    # Each emotion's own rise at +2 sd: the one reading a user of the emotion sliders looks for.
+    out["emotion_rise_at_plus2"] = {}
+    for name in (k for k in EMOTIONS if k in directions):
+        scores, _ = _measure(G, apply_edits(codes, directions, {name: STRENGTHS[1]}), lambda done: None, 0, False)
+        out["emotion_rise_at_plus2"][name] = _round((scores[name] - base[name]).mean(), 3)
     return out
 
 
@@ -132,6 +139,8 @@ def goals(result: dict) -> dict:
         checks["age_plus3_years"] = d["age"]["change_at_plus3"]
     if "happy" in d:
         checks["happy_plus2_probability"] = d["happy"]["change_at_plus2"]
+    if result.get("emotion_rise_at_plus2"):
+        checks["every_emotion_plus2_probability"] = min(result["emotion_rise_at_plus2"].values())
     if result.get("identity_kept_share") is not None:
         checks["identity_kept_share"] = result["identity_kept_share"]
     cuts = [c["cut"] for c in result.get("conditioning", {}).values() if c["material"]]
@@ -216,6 +225,22 @@ def covariates_text(search: dict) -> str:
         for name, f in fixed.items():
             amounts = ", ".join(f"{h} {a:+.2f} sd" for h, a in f["corrected_by"].items())
             lines.append(f"- {name} (median leakage {f['median_leak_before']:.2f} sd): + {amounts} per sd")
+    refit = search.get("gradient_refit") or {}
+    if refit:
+        lines += ["", f"Then `python -m pipeline directions --refit-by-gradient {','.join(refit)}` "
+                  "(`pipeline/training/gradient_directions.py`): the emotion net's gradient through the generator, "
+                  "averaged over random faces, as it is (raw) and weighted by W's covariance to the power 1/2 "
+                  "(whitened) and 1 (natural), each judged against the regression on other random faces; the one "
+                  "that moves its emotion most is kept where that is more than the regression's, with the identity "
+                  "distance at most 0.05 more and the median leakage no more than the regression's (or under "
+                  f"{CORRECT_ABOVE * LEAK_GOAL:.3g} sd):", "",
+                  "| emotion | regression | raw | whitened | natural | kept |", "|---|---|---|---|---|---|"]  # fmt: skip
+        for name, fit in refit.items():
+            cells = [f"{fit[k]['gain']:+.3f} / {fit[k]['leak']:.2f} / {fit[k]['identity']:.2f}"
+                     for k in ("regression", "raw", "whitened", "natural")]  # fmt: skip
+            lines.append(f"| {name} | {' | '.join(cells)} | {fit['kept']} |")
+        lines += ["", "(each cell: the emotion's probability change per +2 sd, the median leakage in sd, the median "
+                  "identity distance; half of +2 sd minus -2 sd, as in the leakage matrix)"]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -284,6 +309,9 @@ def card_text(search: dict, bench: dict) -> str:
                 f"| {pair.replace('|', ', holding ')} | {c['leakage_into_held']:.4f} | {c['leakage_into_held_conditioned']:.4f} | {cut} |"
             )
         goals_measured = bench.get(f"goals_{part}", {})
+        if b.get("emotion_rise_at_plus2"):
+            lines += ["", "Each emotion's probability at +2 sd, rise over the unedited faces: "
+                      + ", ".join(f"{k} {v:+.3f}" for k, v in b["emotion_rise_at_plus2"].items()) + "."]  # fmt: skip
         lines += ["", "Goals: " + "; ".join(f"{k} {g['value']} (goal {g['goal']}: {'met' if g['met'] else 'not met'})"
                                            for k, g in goals_measured.items()) + "."]  # fmt: skip
     if "leakage" in bench:

@@ -35,6 +35,9 @@ def register(sub, groups) -> None:
                    help="covariates: regressions of labelled photos' codes on each attribute and what it must keep "
                         "(default when the model has an encoder and --data exists); svm: InterFaceGAN on labelled samples")  # fmt: skip
     p.add_argument("--out", type=Path, default=None, help="directions file (default: the model's, from the registry)")
+    p.add_argument("--refit-by-gradient", default=None, metavar="EMOTION,...",
+                   help="instead of a new search: refit these emotions of the model's directions by the emotion net's "
+                        "gradient, each kept where it raises its emotion more (e.g. fear,sad,surprise,disgust)")  # fmt: skip
     p.add_argument("--threads", type=int, default=None)
     add_engine_args(p)
     p.set_defaults(func=run_directions)
@@ -96,6 +99,8 @@ def run_directions(args: argparse.Namespace) -> int:
     from ..latent.directions import save_directions
     from ..training.directions import Search, find_directions
 
+    if args.refit_by_gradient is not None:
+        return run_refit_by_gradient(args)
     search = Search()
     if args.n is not None:
         if args.n < 100:
@@ -143,6 +148,37 @@ def run_directions(args: argparse.Namespace) -> int:
         "method": method, "fits": report["fits"], "real_route": report.get("real_route"), "engine": args.engine,
     }  # fmt: skip
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def run_refit_by_gradient(args: argparse.Namespace) -> int:
+    from ..errors import UserError
+    from ..latent.directions import read_report, save_directions
+    from ..models.mini_xception import EMOTIONS
+    from ..training.gradient_directions import FIT_FACES, refit_by_gradient
+
+    names = [n.strip() for n in args.refit_by_gradient.split(",") if n.strip()]
+    wrong = [n for n in names if n not in EMOTIONS]
+    if not names or wrong:
+        raise UserError(f"--refit-by-gradient takes emotions ({', '.join(EMOTIONS)}), not {', '.join(wrong) or 'nothing'}")
+    set_threads(args.threads)
+    m = load_model(args.model, args.weights)
+    current = load_model_directions(m, None)
+    missing = [n for n in names if n not in current]
+    if missing:
+        raise UserError(f"model {m.name} has no {', '.join(missing)} direction to refit; find its directions first")
+    started = time.monotonic()
+    search = read_report(directions_path(m, None))
+    directions, report = refit_by_gradient(m.generator, current, names, args.seed, args.n or FIT_FACES,
+                                           search.get("attribute_sd"), log=lambda line: print(line, file=sys.stderr))  # fmt: skip
+    out = directions_path(m, args.out)
+    stored = {**search, "gradient_refit": report}
+    for name, fit in report.items():  # a replaced direction no longer carries the regression's correction
+        if fit["kept"] != "regression":
+            stored.get("decorrelated", {}).pop(name, None)
+    save_directions(out, directions, m.name, stored)
+    print(json.dumps({"directions": str(out), "model": m.name, "refit": report,
+                      "seconds": round(time.monotonic() - started, 1)}, indent=2))  # fmt: skip
     return 0
 
 

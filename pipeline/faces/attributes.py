@@ -198,8 +198,9 @@ def predict_emotions(chips: list[np.ndarray]) -> np.ndarray:
     """(N, 7) emotion probabilities (order of ``EMOTIONS``) from 64 px RGB chips."""
     grey = np.stack(chips).astype(np.float32) @ face_geometry.LUMA_WEIGHTS  # luma, as FER2013 was made
     x = torch.from_numpy((grey / 255.0 - 0.5) * 2.0)[:, None]
+    net = emotion_net()  # loaded outside inference mode: its weights also serve gradients (gradient directions)
     with torch.inference_mode(), _one_thread():
-        return torch.softmax(emotion_net()(x), dim=1).numpy()
+        return torch.softmax(net(x), dim=1).numpy()
 
 
 @contextmanager
