@@ -37,7 +37,8 @@ def register(sub, groups) -> None:
     p.add_argument("--out", type=Path, default=None, help="directions file (default: the model's, from the registry)")
     p.add_argument("--refit-by-gradient", default=None, metavar="EMOTION,...",
                    help="instead of a new search: refit these emotions of the model's directions by the emotion net's "
-                        "gradient, each kept where it raises its emotion more (e.g. fear,sad,surprise,disgust)")  # fmt: skip
+                        "gradient, each kept where it raises its emotion more (e.g. fear,sad,surprise,disgust; --n: faces whose "
+                        "gradients are averaged, default 160)")  # fmt: skip
     p.add_argument("--threads", type=int, default=None)
     add_engine_args(p)
     p.set_defaults(func=run_directions)

@@ -3,9 +3,8 @@ that keeps dlib's models to one thread at a time."""
 
 from __future__ import annotations
 
-import hashlib
 import threading
-from collections import OrderedDict
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -19,24 +18,14 @@ DLIB_LOCK = threading.RLock()
 
 
 LIKENESS_SIZE = 128  # faces are compared at this size
-_REFERENCE_FEATURES: OrderedDict[str, list[torch.Tensor]] = OrderedDict()  # the last few references' features
-_CACHE_LOCK = threading.Lock()
-CACHED_REFERENCES = 8
 
 
-def _reference_features(reference: torch.Tensor, key: str) -> list[torch.Tensor]:
+@lru_cache(maxsize=8)
+def _reference_features(pixels: bytes, shape: tuple[int, ...]) -> list[torch.Tensor]:
     """The perceptual features of a reference face, computed once: every edit of a session is
     compared with the same target, and its features are half the cost of the comparison."""
-    with _CACHE_LOCK:
-        if key in _REFERENCE_FEATURES:
-            _REFERENCE_FEATURES.move_to_end(key)
-            return _REFERENCE_FEATURES[key]
-    features = perceptual_distance(True, LIKENESS_SIZE).raw_features(reference)
-    with _CACHE_LOCK:
-        _REFERENCE_FEATURES[key] = features
-        while len(_REFERENCE_FEATURES) > CACHED_REFERENCES:
-            _REFERENCE_FEATURES.popitem(last=False)
-    return features
+    reference = from_uint8(np.frombuffer(pixels, np.uint8).reshape(shape))[None]
+    return perceptual_distance(True, LIKENESS_SIZE).raw_features(reference)
 
 
 @torch.no_grad()
@@ -44,8 +33,8 @@ def likeness(image: np.ndarray, reference: np.ndarray) -> dict[str, float]:
     """Perceptual distance (lower is closer) and PSNR of two same-size uint8 faces."""
     a, b = from_uint8(image)[None], from_uint8(reference)[None]
     net = perceptual_distance(True, LIKENESS_SIZE)
-    key = hashlib.blake2b(np.ascontiguousarray(reference).tobytes(), digest_size=16).hexdigest() + str(reference.shape)
-    distance = net.distance_from_features(net.raw_features(a), _reference_features(b, key))
+    reference_features = _reference_features(np.ascontiguousarray(reference, np.uint8).tobytes(), reference.shape)
+    distance = net.distance_from_features(net.raw_features(a), reference_features)
     return {"lpips": round(float(distance), 4), "psnr_db": round(float(psnr(a, b)), 2)}
 
 

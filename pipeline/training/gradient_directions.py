@@ -100,12 +100,12 @@ def weighted_by_spread(gradient: torch.Tensor, covariance: torch.Tensor) -> dict
     return {k: v / v.norm() for k, v in out.items()}
 
 
-def judge(G: Generator, directions: Mapping[str, Direction], name: str, codes: torch.Tensor,
+def judge(G: Generator, directions: Mapping[str, Direction], name: str, codes: torch.Tensor, faces: np.ndarray,
           spread: Mapping[str, float] | None) -> dict[str, float]:  # fmt: skip
-    """How ``name``'s direction does on the faces ``codes``, as the leakage matrix reads it (half of
-    +2 sd minus -2 sd, medians over the faces): its emotion's change (probability, mean), what
-    else it moves (median leakage, sd) and the identity distance."""
-    per_face = [effects(render(G, code[None])[0], code_editor(G, code[None], directions), [name]) for code in codes]
+    """How ``name``'s direction does on the faces ``codes`` (rendered: ``faces``), as the leakage
+    matrix reads it (half of +2 sd minus -2 sd, medians over the faces): its emotion's change
+    (probability, mean), what else it moves (median leakage, sd) and the identity distance."""
+    per_face = [effects(face, code_editor(G, code[None], directions), [name]) for code, face in zip(codes, faces)]
     table = matrix(per_face, [name], spread)
     gain = float(np.mean([f[name][MEASURED_NAMES.index(name)] for f in per_face]))
     return {"gain": round(gain, 3), "leak": round(median_leak(table, name), 3), "identity": table[name]["identity"]}
@@ -123,6 +123,7 @@ def refit_by_gradient(G: Generator, directions: Mapping[str, Direction], names: 
     out, report = dict(directions), {}
     with torch.no_grad():
         check = torch.cat([random_w(G, 10_000 + seed + i)[:, None].repeat(1, G.n_latent, 1) for i in range(CHECK_FACES)])
+    faces = render(G, check)
     w = sample_w(G, 5000, seed)
     covariance = torch.cov(w.T)
     for name in names:
@@ -131,7 +132,7 @@ def refit_by_gradient(G: Generator, directions: Mapping[str, Direction], names: 
         old = directions[name]
         keep = [directions[k].vector for k in old.info.get("keeps", ()) if k in directions]
         gradient = mean_gradient(G, name, old.layers, n, seed)
-        fit = {"regression": judge(G, out, name, check, spread)}
+        fit = {"regression": judge(G, out, name, check, faces, spread)}
         regression, best = fit["regression"], None
         leak_allowed = max(regression["leak"], CORRECT_ABOVE * LEAK_GOAL)
         for label, alone in weighted_by_spread(gradient, covariance).items():
@@ -142,7 +143,7 @@ def refit_by_gradient(G: Generator, directions: Mapping[str, Direction], names: 
             for key in ("correlation", "photos", "corrected_by"):  # the regression's, not this direction's
                 info.pop(key, None)
             new = replace(old, vector=vector, alone=alone, scale=float((w @ vector).std()), info=info)
-            fit[label] = judge(G, {**out, name: new}, name, check, spread)
+            fit[label] = judge(G, {**out, name: new}, name, check, faces, spread)
             ok = (fit[label]["identity"] <= regression["identity"] + IDENTITY_SLACK
                   and fit[label]["leak"] <= leak_allowed)  # fmt: skip
             if ok and fit[label]["gain"] > (fit[best[0]]["gain"] if best else regression["gain"]):
