@@ -47,8 +47,9 @@ def small_model(folder: Path, directions: bool = True) -> Path:
     if (EMBEDDED / "generator.safetensors").is_file():
         for name in ("generator.safetensors", "generator.json", "encoder.safetensors", "encoder.json"):
             (folder / name).symlink_to(EMBEDDED / name)
-        if (EMBEDDED / "talk_map.safetensors").is_file():  # fitted on these weights: the Talk tab works
-            (folder / "talk_map.safetensors").symlink_to(EMBEDDED / "talk_map.safetensors")
+        for name in ("talk_map.safetensors", "prior.safetensors"):  # fitted on these weights: Talk, random faces
+            if (EMBEDDED / name).is_file():
+                (folder / name).symlink_to(EMBEDDED / name)
         G = load_native(folder / "generator.safetensors")
     else:
         G = golden_generator()

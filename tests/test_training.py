@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from pipeline.latent.prior import load_prior
 from pipeline.models.checkpoints import load_native
 from pipeline.models.encoder import load_encoder
 from pipeline.models.generator import GeneratorConfig
@@ -64,6 +65,9 @@ def test_compact_state_resumes_and_export_loads(tmp_path):
         img, _ = G([torch.randn(2, TINY.style_dim)])
         recon = G.synthesis(E.wplus(img))
     assert img.shape == recon.shape == (2, 3, 32, 32)
+    # and random faces come from a prior fitted to its encoded training faces
+    prior = load_prior(out / "prior.safetensors", G)
+    assert prior.sample(2, seed=1).shape == (2, G.n_latent, TINY.style_dim) and prior.info["faces"] == len(list_images(DATA)) - 4
 
 
 def test_offset_dropout_decodes_dropped_faces_from_w_alone(tmp_path):

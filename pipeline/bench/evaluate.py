@@ -11,25 +11,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..latent.prior import MixturePrior, sample_wplus
 from ..models.encoder import Encoder
 from ..models.generator import Generator
 from ..models.perceptual import perceptual_distance, psnr
-from ..models.render import from_uint8, to_uint8
+from ..models.render import from_uint8, render, to_uint8
 from ..training.data import heldout_split, list_images, load_faces, utkface_label
 from .metrics import count_faces, kid
 from .realism import edited_codes, realism
 
 
 @torch.no_grad()
-def generate(G: Generator, n: int, truncation: float, seed: int = 0, batch: int = 100) -> np.ndarray:
-    gen = torch.Generator().manual_seed(seed)
-    mean_w = G.mean_w() if truncation < 1 else None
-    out = []
-    for start in range(0, n, batch):
-        z = torch.randn(min(batch, n - start), G.style_dim, generator=gen)
-        img, _ = G([z], truncation=truncation, truncation_latent=mean_w)
-        out.append(to_uint8(img))
-    return np.concatenate(out)
+def generate(G: Generator, n: int, truncation: float, seed: int = 0, prior: MixturePrior | None = None) -> np.ndarray:
+    """``n`` random faces (fresh noise maps, as in training samples), from ``prior`` when given."""
+    return render(G, sample_wplus(G, n, seed, truncation, prior), random_noise=True)
 
 
 @torch.no_grad()
@@ -109,8 +104,12 @@ def evaluate(
     log=print,
     directions: dict | None = None,
     n_edit: int = 100,
+    prior: MixturePrior | None = None,
 ) -> dict:
-    """The module's numbers, and :mod:`pipeline.bench.realism`'s (with ``directions``: the edited codes' too)."""
+    """The module's numbers, and :mod:`pipeline.bench.realism`'s (with ``directions``: the edited codes' too).
+
+    Samples come from the model's ``prior`` when it ships one; the generator's own Gaussian
+    prior's KID is then measured beside it, in the same run."""
     files = list_images(data_dir)
     train_files, heldout = heldout_split(files)
     res = G.config.resolution
@@ -122,9 +121,9 @@ def evaluate(
     held, heldout = held[order], [heldout[i] for i in order]
     train_subset = sorted(rng.choice(len(train_files), min(n_kid, len(train_files)), replace=False))
     train_faces = load_faces(data_dir, [train_files[i] for i in train_subset], res, cache_dir)
-    result: dict = {"resolution": res}
+    result: dict = {"resolution": res, "prior": f"mixture of {prior.components}" if prior else "gaussian"}
 
-    samples = {t: generate(G, max(n_kid, n_faces), t) for t in (0.7, 1.0)}
+    samples = {t: generate(G, max(n_kid, n_faces), t, prior=prior) for t in (0.7, 1.0)}
     log("face detection ...")
     real_counts = count_faces(held[:n_faces])
     result["faces_one_real"] = float((real_counts == 1).mean())
@@ -136,6 +135,9 @@ def evaluate(
     result["kid_trunc1.0"] = kid(embed(samples[1.0][:n_kid]), f_held)
     result["kid_trunc0.7"] = kid(embed(samples[0.7][:n_kid]), f_held)
     result["kid_real_floor"] = kid(embed(train_faces), f_held)
+    if prior is not None:
+        for t in (0.7, 1.0):
+            result[f"kid_gaussian_trunc{t}"] = kid(embed(generate(G, n_kid, t)), f_held)
     log("attributes and diversity ...")
     result["attributes"] = attribute_stats(samples[1.0][:n_attributes], held[:n_attributes], heldout[:n_attributes])
     log("realism ...")

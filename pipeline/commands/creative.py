@@ -118,8 +118,9 @@ def load_face(source: str, m) -> FaceCode:
     from ..create.batch import align_and_encode
     from ..errors import UserError
     from ..faces.images import load_image
-    from ..latent.directions import random_w
+    from ..latent.directions import TRUNCATION
     from ..latent.files import load_latent_for
+    from ..latent.prior import model_prior, sample_wplus
 
     G = m.generator
     if source.startswith(SEED_PREFIX):
@@ -127,7 +128,7 @@ def load_face(source: str, m) -> FaceCode:
             seed = int(source[len(SEED_PREFIX) :])
         except ValueError:
             raise UserError(f"{source!r}: write seed:N with a whole number N") from None
-        return FaceCode(random_w(G, seed).cpu().unsqueeze(1).repeat(1, G.n_latent, 1), None, G)
+        return FaceCode(sample_wplus(G, 1, seed, TRUNCATION, model_prior(m.name, G, m.weights_dir)).cpu(), None, G)
     path = Path(source)
     if path.suffix == ".safetensors":
         latent = load_latent_for(path, G, m.name)

@@ -27,6 +27,16 @@ def register(sub, groups) -> None:
                    help="directions file fitted on this model's W: the critic's edited codes move along these "
                         "(default: the ones kept in the training state)")  # fmt: skip
     p.set_defaults(func=run_train)
+
+    p = groups["train"].add_parser("prior", help="fit a model's random-face prior to its encoded training faces")
+    p.add_argument("--data", type=Path, required=True, help="folder of the model's training faces (UTKFace aligned crops)")
+    p.add_argument("--model", default=None, help="registry model (default: the default model)")
+    p.add_argument("--weights", type=Path, default=None, help="a model folder instead of a registry model")
+    p.add_argument("--out", type=Path, default=None, help="prior file (default: the model's, see the registry)")
+    p.add_argument("--n", type=int, default=None, help="training faces encoded (never the held-out ones; default 4000)")
+    p.add_argument("--components", type=int, default=None, help="mixture components (default 16)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run_train_prior)
     register_bench(groups)
 
 
@@ -54,6 +64,35 @@ def run_train(args: argparse.Namespace) -> int:
         export(trainer, args.data, args.export)
         trainer.save_compact(args.export / "train_state.safetensors")
         print(f"exported to {args.export}")
+    return 0
+
+
+def run_train_prior(args: argparse.Namespace) -> int:
+    import json
+
+    from ..errors import UserError
+    from ..models.registry import companion_path
+    from ..studio.models import read_model
+    from ..training.data import load_faces
+    from ..training.prior_fit import COMPONENTS, FACES, chosen_faces, fit_to_faces
+    from .invert import heldout_and_train_files
+
+    if not args.data.is_dir():
+        raise UserError(f"training data folder not found: {args.data}")
+    if args.n is not None and args.n < 1:
+        raise UserError("--n must be a positive number of faces")
+    model = read_model(args.model, args.weights)
+    if model.encoder is None:
+        raise UserError(f"model {model.name} has no encoder: a prior is fitted to encoded faces")
+    train_files, held = heldout_and_train_files(args.data, model.folder)
+    if not train_files:
+        raise UserError(f"no training faces in {args.data} ({len(held)} images, all held out for evaluation)")
+    chosen = chosen_faces(len(train_files), args.n or FACES, args.seed)
+    faces = load_faces(args.data, [train_files[i] for i in chosen], model.generator.config.resolution)
+    prior = fit_to_faces(model.encoder, faces, args.components or COMPONENTS, args.seed)
+    prior.info["model"] = model.name
+    out = prior.save(args.out or companion_path(model.name, "prior", model.weights_dir))
+    print(json.dumps({"prior": str(out), **prior.info}))
     return 0
 
 
@@ -110,6 +149,7 @@ def run_bench(args: argparse.Namespace) -> int:
     import sys
 
     from ..bench.evaluate import evaluate
+    from ..latent.prior import load_prior
     from ..models.checkpoints import load_native
     from ..models.encoder import load_encoder
 
@@ -122,8 +162,10 @@ def run_bench(args: argparse.Namespace) -> int:
 
         found = load_directions(args.weights / "directions.safetensors", G.style_dim, G.n_latent)
         directions = {k: d for k, d in found.items() if d.kind == "attribute"}
+    prior = load_prior(args.weights / "prior.safetensors", G) if (args.weights / "prior.safetensors").is_file() else None
     result = evaluate(G, E, args.data, n_kid=args.n_kid, n_faces=args.n_faces, n_recon=args.n_recon,
-                      log=lambda m: print(m, file=sys.stderr), directions=directions, n_edit=args.n_edit)  # fmt: skip
+                      log=lambda m: print(m, file=sys.stderr), directions=directions, n_edit=args.n_edit,
+                      prior=prior)  # fmt: skip
     info = args.weights / "training.json"
     if info.exists():
         train = json.loads(info.read_text())["train"]

@@ -25,7 +25,7 @@ def register(sub, groups) -> None:
     add_model_arguments(p)
     p.add_argument("-n", "--n", type=int, default=16, help="number of faces")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--truncation", type=float, default=0.7, help="1 = no truncation; lower = closer to the average face")
+    p.add_argument("--truncation", type=float, default=0.7, help="1 = no truncation; lower = closer to the nearest mode of the model's prior")
     p.add_argument("-o", "--out", type=Path, required=True, help="PNG file to write")
     p.set_defaults(func=run)
 
@@ -37,17 +37,17 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import UserError
     from ..faces.imaging import save_grid
+    from ..latent.prior import model_prior, sample_wplus
 
     if not 1 <= args.n <= 256:
         raise UserError("--n must be between 1 and 256")
     if not 0 < args.truncation <= 1:
         raise UserError("--truncation must be in (0, 1]")
     entry, G = model_from_arguments(args)
-    gen = torch.Generator().manual_seed(args.seed)
+    prior = model_prior(entry.name, G) if not args.checkpoint else None
     with torch.no_grad():
-        z = torch.randn(args.n, G.style_dim, generator=gen).to(G.device)
-        mean_w = G.mean_w() if args.truncation < 1 else None
-        images, _ = G([z], truncation=args.truncation, truncation_latent=mean_w, noise=G.make_noise(args.n, seed=args.seed))
+        codes = sample_wplus(G, args.n, args.seed, args.truncation, prior)
+        images = G.synthesis(codes, noise=G.make_noise(args.n, seed=args.seed), randomize_noise=False)
     path = save_grid(images, args.out, nrow=math.ceil(math.sqrt(args.n)), model=entry.name)
-    print(f"wrote {path} ({args.n} faces from {entry.name})")
+    print(f"wrote {path} ({args.n} faces from {entry.name}, {'its mixture prior' if prior else 'its Gaussian prior'})")
     return 0

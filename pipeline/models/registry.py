@@ -113,6 +113,19 @@ def list_models() -> list[ModelEntry]:
     return sorted(_all().values(), key=lambda e: (e.name != default, e.name))
 
 
+def companion_path(model_name: str, kind: str, weights_dir: Path | None = None) -> Path:
+    """Where a model's ``kind`` file (talk_map, prior, ...) lives, present or not: in ``weights_dir``
+    (a model folder standing in for the registry's files), else where the registry lists it, else
+    beside the model's other weights."""
+    if weights_dir is not None:
+        return Path(weights_dir) / f"{kind}.safetensors"
+    try:
+        listed = get_model(model_name).files.get(kind)
+    except UserError:
+        listed = None
+    return Path(listed) if listed else REPO_ROOT / "weights" / model_name / f"{kind}.safetensors"
+
+
 def default_model() -> ModelEntry:
     """The last entry marked default: a user file's default wins over the built-in one."""
     entries = list(_all().values())

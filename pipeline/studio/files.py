@@ -12,8 +12,9 @@ from PIL import Image
 from ..errors import UserError
 from ..faces.detection import detect_faces
 from ..faces.images import save_image
-from ..latent.directions import TRUNCATION, random_w
+from ..latent.directions import TRUNCATION
 from ..latent.files import Latent, load_latent_for, save_latent
+from ..latent.prior import sample_wplus
 from .models import Model
 from .scores import DLIB_LOCK
 from .session import Session, Steps
@@ -24,8 +25,9 @@ class FileSteps(Steps):
 
     @staticmethod
     def random_latent(model: Model, seed: int) -> Latent:
-        w = random_w(model.generator, seed, TRUNCATION, model.w_mean)
-        return Latent(latent=w.cpu(), model=model.name, space="w", alignment=model.template)
+        """A random face: from the model's prior when it ships one (see ``latent.prior``)."""
+        code = sample_wplus(model.generator, 1, seed, TRUNCATION, model.prior, model.w_mean)
+        return Latent(latent=code.cpu(), model=model.name, space="wplus", alignment=model.template)
 
     def random_face(self, session: Session, seed: int | None = None) -> np.ndarray:
         """Start over from a random face of the model (no photo: nothing to paste back into)."""

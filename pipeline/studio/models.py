@@ -21,6 +21,7 @@ import torch
 
 from ..errors import UserError
 from ..latent.directions import Direction, load_directions, with_scales
+from ..latent.prior import MixturePrior, model_prior
 from ..models import registry
 from ..models.checkpoints import load_native
 from ..models.encoder import Encoder, load_encoder
@@ -150,6 +151,7 @@ class Model:
     directions_note: str  # why there are none, when there are none
     w_mean: torch.Tensor  # (1, style_dim)
     weights_dir: Path | None = None  # the model folder standing in for the registry's files
+    prior: MixturePrior | None = None  # random faces' prior, when the model ships one
 
     @property
     def resolution(self) -> int:
@@ -210,4 +212,5 @@ def load_model(name: str | None = None) -> Model:
         directions = with_scales(load_directions(files.directions, G.style_dim, G.n_latent), G)
         note = "" if directions else f"{files.directions.name} holds no directions."
     return Model(name=name, generator=G, encoder=encoder, template=files.alignment, directions=directions,
-                 directions_note=note, w_mean=G.mean_w().to(device), weights_dir=files.weights_dir)  # fmt: skip
+                 directions_note=note, w_mean=G.mean_w().to(device), weights_dir=files.weights_dir,
+                 prior=model_prior(name, G, files.weights_dir))  # fmt: skip

@@ -456,17 +456,10 @@ REFIT_COMMAND = "python -m pipeline train talkmap --model {name}"
 
 
 def talk_map_path(model_name: str, weights_dir: Path | None = None) -> Path:
-    """Where a model's talk map lives: in ``weights_dir`` (a model folder standing in for the
-    registry's files), else the registry's ``talk_map`` file, else beside its other weights."""
-    from ..models.registry import REPO_ROOT, get_model
+    """Where a model's talk map lives (see :func:`pipeline.models.registry.companion_path`)."""
+    from ..models.registry import companion_path
 
-    if weights_dir is not None:
-        return Path(weights_dir) / "talk_map.safetensors"
-    try:
-        listed = get_model(model_name).files.get("talk_map")
-    except UserError:
-        listed = None
-    return Path(listed) if listed else REPO_ROOT / "weights" / model_name / "talk_map.safetensors"
+    return companion_path(model_name, "talk_map", weights_dir)
 
 
 def load_model_talk_map(model_name: str, G: Generator, weights_dir: Path | None = None) -> TalkMap:

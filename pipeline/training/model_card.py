@@ -79,6 +79,8 @@ def write_model_card(model_dir: Path, bench: dict, comparison: dict | None = Non
     extras = [(name, text) for name, text in (
         ("DIRECTIONS.md", "edit directions, how they were found and what each edit measurably does"),
         ("talk_map.safetensors", "the talking-head map (landmarks to latent offsets, `python -m pipeline train talkmap`)"),
+        ("prior.safetensors", "the random-face prior: a Gaussian mixture fitted to the encoded W+ of training faces "
+                              "(`python -m pipeline train prior`); samples, and truncation towards each one's own mode, use it"),
     ) if (model_dir / name).exists()]  # fmt: skip
     if extras:
         lines += ["", "## Also in this folder", ""] + [f"- `{name}`: {text}." for name, text in extras]
