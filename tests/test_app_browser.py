@@ -133,3 +133,22 @@ def test_closing_the_tab_deletes_the_session_files(app, tmp_path):
             time.sleep(1)
         browser.close()
     assert not next(iter(mine)).exists(), "the session folder outlived the session"
+
+
+def test_a_random_face_appears_at_the_click(app, shots, tmp_path):
+    """The model's prior draws it (the test model ships the embedded prior); the seed picks it."""
+    with sync_playwright() as p:
+        browser = launch(p, tmp_path)
+        page = browser.new_page()
+        page.set_default_timeout(STEP_TIMEOUT_MS)
+        page.goto(app)
+        page.get_by_label("seed (-1: any)").first.fill("3")
+        page.get_by_role("button", name="Or start from a random face").click()
+        face = page.locator("#aligned img")
+        expect(face).to_be_visible()
+        first = face.get_attribute("src")
+        page.get_by_label("seed (-1: any)").first.fill("4")
+        page.get_by_role("button", name="Or start from a random face").click()
+        expect(face).not_to_have_attribute("src", first)
+        page.screenshot(path=str(shots / "0b-random.png"), full_page=True)
+        browser.close()
