@@ -202,10 +202,11 @@ TRUNCATION = 0.7  # random faces to show: pulled this far towards the average fa
 
 @torch.no_grad()
 def random_w(G: Generator, seed: int, truncation: float = TRUNCATION, w_mean: torch.Tensor | None = None) -> torch.Tensor:
-    """(1, style_dim) W of one random face, truncated towards ``w_mean`` (default: the model's mean W)."""
-    w_mean = G.mean_w() if w_mean is None else w_mean
-    z = torch.randn(1, G.style_dim, generator=torch.Generator().manual_seed(int(seed))).to(G.device)
-    return w_mean.to(G.device) + truncation * (G.mapping(z) - w_mean.to(G.device))
+    """(1, style_dim) W of one random face of the generator's own Gaussian prior, truncated towards
+    ``w_mean`` (default: the model's mean W); the studio's random faces use the model's prior instead."""
+    from .prior import sample_wplus
+
+    return sample_wplus(G, 1, seed, truncation, None, w_mean)[:, 0]
 
 
 def with_scales(directions: dict[str, Direction], G: Generator, n: int = 5000) -> dict[str, Direction]:

@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 from ..errors import UserError
 from ..models.generator import Generator
 
-KEYS = ("centre", "basis", "weights", "means", "chol")
+TENSORS = ("centre", "basis", "weights", "means", "chol")
 
 
 @dataclass
@@ -53,7 +53,7 @@ class MixturePrior:
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {k: getattr(self, k).detach().to(torch.float32).contiguous() for k in KEYS}
+        tensors = {k: getattr(self, k).detach().to(torch.float32).contiguous() for k in TENSORS}
         meta = {"n_latent": str(self.n_latent), "style_dim": str(self.style_dim), "info": json.dumps(self.info)}
         save_file(tensors, str(path), metadata=meta)
         return path
@@ -65,8 +65,8 @@ def load_prior(path: str | Path, G: Generator) -> MixturePrior:
     try:
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in KEYS}
-        prior = MixturePrior(*(tensors[k] for k in KEYS), int(meta["n_latent"]), int(meta["style_dim"]),
+            tensors = {k: f.get_tensor(k) for k in TENSORS}
+        prior = MixturePrior(*(tensors[k] for k in TENSORS), int(meta["n_latent"]), int(meta["style_dim"]),
                              json.loads(meta.get("info", "{}")))  # fmt: skip
     except (OSError, KeyError, ValueError, SafetensorError) as err:
         raise UserError(f"{path.name} is not a prior file ({str(err)[:120]})") from None
