@@ -149,7 +149,7 @@ def run_bench(args: argparse.Namespace) -> int:
     import sys
 
     from ..bench.evaluate import evaluate
-    from ..latent.prior import load_prior
+    from ..latent.prior import model_prior
     from ..models.checkpoints import load_native
     from ..models.encoder import load_encoder
 
@@ -162,7 +162,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
         found = load_directions(args.weights / "directions.safetensors", G.style_dim, G.n_latent)
         directions = {k: d for k, d in found.items() if d.kind == "attribute"}
-    prior = load_prior(args.weights / "prior.safetensors", G) if (args.weights / "prior.safetensors").is_file() else None
+    prior = model_prior(args.weights.name, G, args.weights)  # the folder's prior.safetensors, if it has one
     result = evaluate(G, E, args.data, n_kid=args.n_kid, n_faces=args.n_faces, n_recon=args.n_recon,
                       log=lambda m: print(m, file=sys.stderr), directions=directions, n_edit=args.n_edit,
                       prior=prior)  # fmt: skip

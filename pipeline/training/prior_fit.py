@@ -8,8 +8,6 @@ would need far more faces than a few thousand in 256 dimensions.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
 
@@ -23,8 +21,6 @@ COMPONENTS = 16  # 8-32 measured alike (KID within noise)
 FACES_PER_COMPONENT = 4  # fewer faces than this per component are too few to fit it
 DIMS = 256
 REGULARISATION = 1e-3  # added to the covariance's diagonal (codes' variance is ~1-100 per axis)
-
-Log = Callable[[str], None]
 
 
 @torch.no_grad()
