@@ -197,3 +197,30 @@ def test_an_edit_keeps_the_skin_tone_and_carries_what_changes_locally(astronaut)
     n = before.shape[0]
     chin = (slice(int(0.8 * n), int(0.88 * n)), slice(int(0.43 * n), int(0.57 * n)))
     assert before[chin].astype(float).mean() - after[chin].astype(float).mean() > 20
+
+
+def test_the_photo_moves_only_where_motion_explains_the_change(astronaut):
+    """New texture (creases, as an age edit draws) is carried as appearance, not as motion that
+    bends the photo's features; a part the edit really moves (a shifted mouth) is still moved."""
+    s = astronaut
+    rec = s.reconstruction.astype(np.float32)
+    side = rec.shape[0]
+    edited = rec.copy()
+    for row in (0.22, 0.27, 0.32):  # creases across the forehead
+        y = int(row * side)
+        edited[y, int(0.3 * side) : int(0.7 * side)] -= 60
+    mouth = (slice(int(0.72 * side), int(0.86 * side)), slice(int(0.3 * side), int(0.7 * side)))
+    edited[mouth] = np.roll(rec, 2, axis=0)[mouth]  # the mouth two generator pixels lower
+    result = render_on_photo(s.photo, s.aligned, s.reconstruction, np.clip(edited, 0, 255).astype(np.uint8))
+    scale = result.flow.shape[0] / side
+    motion = np.linalg.norm(result.flow, axis=2) / scale  # in generator pixels
+    n = motion.shape[0]
+    forehead = motion[int(0.18 * n) : int(0.36 * n), int(0.3 * n) : int(0.7 * n)]
+    assert np.percentile(forehead, 90) < 0.1
+    lips = motion[int(0.76 * n) : int(0.82 * n), int(0.4 * n) : int(0.6 * n)]
+    assert np.median(lips) > 0.7
+    # The creases show on the photo-resolution face.
+    before, after = face_view(s.photo, s.aligned).astype(float), result.face.astype(float)
+    m = after.shape[0]
+    crease = (slice(int(0.21 * m), int(0.23 * m)), slice(int(0.35 * m), int(0.65 * m)))
+    assert before[crease].mean() - after[crease].mean() > 15

@@ -47,6 +47,13 @@ COVER = (0.72, 0.93)  # the change fades between these "radii" of the square (1:
 COVER_SHAPE = 6.0  # ... measured as a superellipse of this exponent (a rounded square, no corners)
 NEAR_FACE = (0.05, 0.25)  # the edit acts beyond the face mask up to these distances (share of the square's side)
 MAX_FACE = 1024  # the photo-resolution face view is capped at this size
+# The photo is moved only where the motion explains the change: the share of the local change
+# (over this sigma, in generator pixels) that moving the reconstruction removes. New texture
+# (an age edit's creases and shading) makes the flow find small, spurious motion that bends the
+# photo's features and takes the place of the change it should carry.
+EXPLAINS = (0.15, 0.4)
+EXPLAIN_SIGMA = 2.0
+EXPLAIN_FLOOR = (2 / 255) ** 2  # squared change below which nothing needs explaining
 
 
 @dataclass
@@ -122,8 +129,14 @@ def render_on_photo(
         back_at = cv2.remap(back, grid[0] + flow[..., 0], grid[1] + flow[..., 1], cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
         mismatch = np.linalg.norm(flow + back_at, axis=2) / scale
-    rec_moved = cv2.remap(rec, grid[0] + flow[..., 0], grid[1] + flow[..., 1], cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+    move = lambda f: cv2.remap(rec, grid[0] + f[..., 0], grid[1] + f[..., 1], cv2.INTER_LINEAR,  # noqa: E731
+                               borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+    rec_moved = move(flow)
+    if not zero:
+        local = lambda d: ndimage.gaussian_filter((d * d).sum(2), EXPLAIN_SIGMA * scale)  # noqa: E731
+        explained = 1 - local(edit - rec_moved) / (local(edit - rec) + EXPLAIN_FLOOR)
+        flow = flow * _smoothstep(explained, *EXPLAINS)[..., None]
+        rec_moved = move(flow)
     residual = edit - rec_moved
     low = ndimage.gaussian_filter(residual, (LOW_BAND * scale, LOW_BAND * scale, 0))
     tone = skin_tone_change(low, aligned, size)
