@@ -70,6 +70,20 @@ def test_compact_state_resumes_and_export_loads(tmp_path):
     assert prior.sample(2, seed=1).shape == (2, G.n_latent, TINY.style_dim) and prior.info["faces"] == len(list_images(DATA)) - 4
 
 
+def test_a_state_goes_on_under_another_recipes_learning_rates(tmp_path):
+    # An annealed stage resumes a run's full state with lower rates; the optimiser's stored
+    # groups must not bring the old ones back.
+    run = tmp_path / "run"
+    train(DATA, recipe_with("ae-pgan", batch=4, adversarial_after=0), run, config=TINY, max_images=8,
+          heldout_count=4, log=lambda m: None)  # fmt: skip
+    slower = recipe_with("ae-pgan", batch=4, adversarial_after=0, lr=0.0001, d_lr=0.00005)
+    resumed = train(DATA, slower, run, config=TINY, max_images=12, heldout_count=4, log=lambda m: None)
+    assert resumed.state.images_seen >= 12
+    assert {g["lr"] for g in resumed.opt_g.param_groups} == {0.0001}
+    assert {g["lr"] for g in resumed.opt_d.param_groups} == {0.00005}
+    assert resumed.opt_g.state  # the stored moments came with it
+
+
 def test_offset_dropout_decodes_dropped_faces_from_w_alone(tmp_path):
     # Samples are made from one W per face; ae-w trains part of each batch that way.
     assert RECIPES["ae-w"].offset_dropout == 0.5

@@ -94,6 +94,9 @@ RECIPES = {
     "sharp-128-adv3": _sharp("sharp-128-adv3", adversarial=3.0),
     # sharp-128-adv with both learning rates halved: a late, annealed stage of the same game.
     "sharp-128-anneal": _sharp("sharp-128-anneal", adversarial=1.5, lr=0.00025, d_lr=0.0001),
+    # sharp-128-adv3 annealed the same way: from 777.6k images on, adv3's KID wanders between 663
+    # and 703 from one checkpoint to the next (and its W's spread holds, where anneal's ran away).
+    "sharp-128-adv3-anneal": _sharp("sharp-128-adv3-anneal", adversarial=3.0, lr=0.00025, d_lr=0.0001),
     # The same without the off-data codes: the critic sees reconstructions only.
     "sharp-128-rec": _sharp("sharp-128-rec", manifold_codes=0),
 }
@@ -290,6 +293,11 @@ class Trainer:
         self.opt_g.load_state_dict(ckpt["opt_g"])
         if self.opt_d and ckpt.get("opt_d") and critic_kept:
             self.opt_d.load_state_dict(ckpt["opt_d"])
+        # The stored moments, but this recipe's learning rates: a state may go on under another
+        # recipe (an annealed stage), and the optimiser's stored groups carry the old rates.
+        for opt, lr in ((self.opt_g, self.recipe.lr), (self.opt_d, self.recipe.d_lr)):
+            for group in opt.param_groups if opt else ():
+                group["lr"] = lr
         if set(ckpt["prior"]) == set(self.prior.moments):  # older states kept mean/cov only
             self.prior.load(ckpt["prior"])
         self.state = TrainState(**ckpt["state"])
