@@ -133,8 +133,8 @@ def evaluate(
     log("KID ...")
     f_held = embed(held[:n_kid])
     result["kid_trunc1.0"] = kid(embed(samples[1.0][:n_kid]), f_held)
-    # The same reading on another draw of samples: two checkpoints whose KIDs differ by less than
-    # these two readings do are not told apart by it.
+    # The same reading on a second draw of samples: its gap to the first is the noise of one
+    # reading, and two checkpoints closer than that are not told apart.
     result["kid_trunc1.0_redrawn"] = kid(embed(generate(G, n_kid, 1.0, seed=1, prior=prior)), f_held)
     result["kid_trunc0.7"] = kid(embed(samples[0.7][:n_kid]), f_held)
     result["kid_real_floor"] = kid(embed(train_faces), f_held)

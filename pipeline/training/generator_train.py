@@ -94,8 +94,9 @@ RECIPES = {
     "sharp-128-adv3": _sharp("sharp-128-adv3", adversarial=3.0),
     # sharp-128-adv with both learning rates halved: a late, annealed stage of the same game.
     "sharp-128-anneal": _sharp("sharp-128-anneal", adversarial=1.5, lr=0.00025, d_lr=0.0001),
-    # sharp-128-adv3 annealed the same way: from 777.6k images on, adv3's KID wanders between 663
-    # and 703 from one checkpoint to the next (and its W's spread holds, where anneal's ran away).
+    # sharp-128-adv3 annealed the same way: from 790k images on, adv3's KID held near 670; 30.7k
+    # annealed images from 831.9k took it to 340-390. Watch W's spread (w_var), which ran away under
+    # sharp-128-anneal.
     "sharp-128-adv3-anneal": _sharp("sharp-128-adv3-anneal", adversarial=3.0, lr=0.00025, d_lr=0.0001),
     # The same without the off-data codes: the critic sees reconstructions only.
     "sharp-128-rec": _sharp("sharp-128-rec", manifold_codes=0),
