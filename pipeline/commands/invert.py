@@ -292,7 +292,7 @@ def register_bench_photo(groups) -> None:
     )
     p.add_argument("photos", type=Path, nargs="*", help="photos (default: held-out UTKFace photos from --data)")
     p.add_argument("--data", type=Path, default=Path("../shared/data/utkface"), help="UTKFace folder for the held-out photos")
-    p.add_argument("--n", type=int, default=12, help="held-out photos when none are given")
+    p.add_argument("--n", type=int, default=40, help="held-out photos when none are given (a dozen hides failures)")
     p.add_argument("--n-young", type=int, default=8, help="held-out photos aged 20-30 made 60 (edit to target; 0: none)")
     p.add_argument("--steps", type=int, default=100, help="optimisation steps of each inversion")
     p.add_argument("--model", default=None, help="registry model (default: the default model)")
