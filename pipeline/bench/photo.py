@@ -130,6 +130,8 @@ def bench_one(studio, path: Path, steps: int) -> dict:
             "identity_distance": round(identity_distance(res, photo_a), 3),
             # what the edit should leave alone, read on the same faces
             "female_change": round(res.p_female - photo_a.p_female, 3), "skin_change": round(res.skin - photo_a.skin, 2),
+            # the same on the generator's own faces: whether a flip is the model's or the renderer's
+            "female_change_generator": round(gen.p_female - rec_a.p_female, 3),
             "facial_hair_change": round(res.facial_hair - photo_a.facial_hair, 2),
             "moustache_on_woman": bool(photo_a.p_female > 0.5 and res.facial_hair - photo_a.facial_hair > MOUSTACHE_DRAWN),
         })  # fmt: skip
@@ -157,6 +159,7 @@ def summarise(rows: list[dict]) -> dict:
         "older_share": round(float(np.mean([e["age_change"] > 0 for e in ages])), 3),
         "older_share_below_ceiling": round(float(np.mean(readable)), 3) if readable else None,
         "gender_flipped": int(sum(abs(e["female_change"]) > 0.5 for e in ages)),
+        "gender_flipped_generator": int(sum(abs(e["female_change_generator"]) > 0.5 for e in ages)),
         "moustache_on_women": int(sum(e["moustache_on_woman"] for e in ages)),
         "same_person_share": round(float(np.mean([e["identity_distance"] < IDENTITY_SAME for e in ages])), 3),
     })  # fmt: skip
