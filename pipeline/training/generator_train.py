@@ -98,6 +98,11 @@ RECIPES = {
     # annealed images from 831.9k took it to 340-390. Watch W's spread (w_var), which ran away under
     # sharp-128-anneal.
     "sharp-128-adv3-anneal": _sharp("sharp-128-adv3-anneal", adversarial=3.0, lr=0.00025, d_lr=0.0001),
+    # sharp-128-adv3-anneal with twice the critic's codes off the data: at 862.5k its faces aged
+    # cleanly at +1.5σ but paled and smeared at +3σ (blue patches under the nose), and 8 such codes
+    # a step, split between prior samples, mixes and edits along 20 directions, show the critic
+    # only about 40 age edits per 10k images.
+    "sharp-128-adv3-edits": _sharp("sharp-128-adv3-edits", adversarial=3.0, lr=0.00025, d_lr=0.0001, manifold_codes=16),
     # The same without the off-data codes: the critic sees reconstructions only.
     "sharp-128-rec": _sharp("sharp-128-rec", manifold_codes=0),
 }
