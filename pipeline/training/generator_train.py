@@ -103,6 +103,10 @@ RECIPES = {
     # a step, split between prior samples, mixes and edits along 20 directions, show the critic
     # only about 40 age edits per 10k images.
     "sharp-128-adv3-edits": _sharp("sharp-128-adv3-edits", adversarial=3.0, lr=0.00025, d_lr=0.0001, manifold_codes=16),
+    # Annealed again (a quarter of adv3's learning rates), from the 862.5k state: past it the
+    # half-rate run held KID flat to 886.3k (382/358 against 340/390) and, as sharp-128-adv3-edits,
+    # lost ground by 931.6k (543/636) while W's variance per axis climbed from 139 to 207.
+    "sharp-128-adv3-anneal2": _sharp("sharp-128-adv3-anneal2", adversarial=3.0, lr=0.000125, d_lr=0.00005),
     # The same without the off-data codes: the critic sees reconstructions only.
     "sharp-128-rec": _sharp("sharp-128-rec", manifold_codes=0),
 }
