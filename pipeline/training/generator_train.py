@@ -74,6 +74,9 @@ def _sharp(name: str, **changes) -> Recipe:
     return replace(SHARP_128, name=name, **changes)
 
 
+# sharp-128-adv3 with both learning rates halved; the recipes after it vary this one.
+ADV3_ANNEAL = _sharp("sharp-128-adv3-anneal", adversarial=3.0, lr=0.00025, d_lr=0.0001)
+
 RECIPES = {
     # Reconstruction only: L1 + perceptual distance.
     "ae": Recipe("ae"),
@@ -97,16 +100,16 @@ RECIPES = {
     # sharp-128-adv3 annealed the same way: from 790k images on, adv3's KID held near 670; 30.7k
     # annealed images from 831.9k took it to 340-390. Watch W's spread (w_var), which ran away under
     # sharp-128-anneal.
-    "sharp-128-adv3-anneal": _sharp("sharp-128-adv3-anneal", adversarial=3.0, lr=0.00025, d_lr=0.0001),
+    "sharp-128-adv3-anneal": ADV3_ANNEAL,
     # sharp-128-adv3-anneal with twice the critic's codes off the data: at 862.5k its faces aged
     # cleanly at +1.5σ but paled and smeared at +3σ (blue patches under the nose), and 8 such codes
     # a step, split between prior samples, mixes and edits along 20 directions, show the critic
     # only about 40 age edits per 10k images.
-    "sharp-128-adv3-edits": _sharp("sharp-128-adv3-edits", adversarial=3.0, lr=0.00025, d_lr=0.0001, manifold_codes=16),
+    "sharp-128-adv3-edits": replace(ADV3_ANNEAL, name="sharp-128-adv3-edits", manifold_codes=16),
     # Annealed again (a quarter of adv3's learning rates), from the 862.5k state: past it the
     # half-rate run held KID flat to 886.3k (382/358 against 340/390) and, as sharp-128-adv3-edits,
     # lost ground by 931.6k (543/636) while W's variance per axis climbed from 139 to 207.
-    "sharp-128-adv3-anneal2": _sharp("sharp-128-adv3-anneal2", adversarial=3.0, lr=0.000125, d_lr=0.00005),
+    "sharp-128-adv3-anneal2": replace(ADV3_ANNEAL, name="sharp-128-adv3-anneal2", lr=0.000125, d_lr=0.00005),
     # The same without the off-data codes: the critic sees reconstructions only.
     "sharp-128-rec": _sharp("sharp-128-rec", manifold_codes=0),
 }
