@@ -209,3 +209,20 @@ def test_training_on_a_device_pytorch_does_not_have_is_refused(tmp_path, capsys)
                  "--run-dir", str(tmp_path / "run"), "--max-images", "0"])  # fmt: skip
     assert code == 2 and "not available" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_anchored_recipe_pulls_codes_in_only_when_they_spread_too_far(tmp_path):
+    from pipeline.training.sharp import SharpTrainer
+
+    recipe = RECIPES["sharp-128-adv3-anchor"].__class__(
+        **{**recipe_with("sharp-128-adv3-anchor", batch=4).__dict__, "resolution": 32, "w_variance": 1.0}
+    )
+    trainer = SharpTrainer(recipe, TINY, tmp_path / "run")  # the running mean starts at zero
+    inside = (0.5 * torch.randn(64, TINY.style_dim)).requires_grad_(True)
+    assert trainer.spread_penalty(inside).item() == 0.0
+    outside = (3.0 * torch.randn(64, TINY.style_dim)).requires_grad_(True)
+    penalty = trainer.spread_penalty(outside)
+    penalty.backward()
+    assert penalty.item() > 1.0
+    # Descending it shrinks the codes towards the mean, not only some of them.
+    assert ((outside.grad * outside).sum(1) > 0).all()

@@ -59,6 +59,10 @@ class Recipe:
     manifold_codes: int = 0  # decodes per step of codes with no reconstruction target (critic only)
     freeze_images: int = 0  # after growing, images for which only the new blocks train
     edit_range: float = 3.0  # the critic's edited codes move up to this many sd along a direction
+    # Encoded W's variance per axis held near this (0: free). Nothing else fixes W's scale, and
+    # every run past 862.5k images let it climb while truncated samples lost quality.
+    w_variance: float = 0.0
+    w_variance_weight: float = 1.0
 
 
 # Grown to 128 px, then a VQGAN-style decoder: L1 + perceptual + hinge PatchGAN weighted
@@ -76,6 +80,7 @@ def _sharp(name: str, **changes) -> Recipe:
 
 # sharp-128-adv3 with both learning rates halved; the recipes after it vary this one.
 ADV3_ANNEAL = _sharp("sharp-128-adv3-anneal", adversarial=3.0, lr=0.00025, d_lr=0.0001)
+ANNEAL2 = replace(ADV3_ANNEAL, name="sharp-128-adv3-anneal2", lr=0.000125, d_lr=0.00005)
 
 RECIPES = {
     # Reconstruction only: L1 + perceptual distance.
@@ -109,7 +114,10 @@ RECIPES = {
     # Annealed again (a quarter of adv3's learning rates), from the 862.5k state: past it the
     # half-rate run held KID flat to 886.3k (382/358 against 340/390) and, as sharp-128-adv3-edits,
     # lost ground by 931.6k (543/636) while W's variance per axis climbed from 139 to 207.
-    "sharp-128-adv3-anneal2": replace(ADV3_ANNEAL, name="sharp-128-adv3-anneal2", lr=0.000125, d_lr=0.00005),
+    "sharp-128-adv3-anneal2": ANNEAL2,
+    # sharp-128-adv3-anneal2 with W's spread held at the 862.5k state's (139 per axis), where
+    # anneal2 let it climb to 162 by 884k.
+    "sharp-128-adv3-anchor": replace(ANNEAL2, name="sharp-128-adv3-anchor", w_variance=139.0, w_variance_weight=10.0),
     # The same without the off-data codes: the critic sees reconstructions only.
     "sharp-128-rec": _sharp("sharp-128-rec", manifold_codes=0),
 }

@@ -239,6 +239,12 @@ class SharpTrainer(Trainer):
             p.requires_grad_(not frozen or is_new_parameter(name, n_blocks))
         return frozen
 
+    def spread_penalty(self, w: torch.Tensor) -> torch.Tensor:
+        """Squared relative excess of the batch's variance per axis (about the running mean) over
+        the recipe's: pulls the encoded codes in only when they spread too far."""
+        spread = (w - self.prior.mean).square().mean()
+        return F.relu(spread / self.recipe.w_variance - 1).square()
+
     def last_layer_weight(self, loss: torch.Tensor, adv: torch.Tensor) -> float:
         """taming's adaptive weight: ||grad rec|| / ||grad adv|| at the generator's last layer."""
         last = self.G.to_rgbs[-1].conv.weight
@@ -264,6 +270,8 @@ class SharpTrainer(Trainer):
         # The spread of the encoded W: nothing but the losses holds it, and where it ran away
         # (sharp-128-near to a variance of 1532, sharp-128-anneal to 1080) the samples collapsed.
         logs["w_var"] = self.prior.cov.diagonal().mean().item()
+        if r.w_variance:
+            loss = loss + r.w_variance_weight * self.spread_penalty(w)
 
         fakes = fake
         if gan_on:
