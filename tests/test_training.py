@@ -211,18 +211,21 @@ def test_training_on_a_device_pytorch_does_not_have_is_refused(tmp_path, capsys)
     assert not (tmp_path / "run").exists()
 
 
-def test_anchored_recipe_pulls_codes_in_only_when_they_spread_too_far(tmp_path):
+def test_anchored_recipe_holds_the_spread_of_the_codes_both_ways(tmp_path):
     from pipeline.training.sharp import SharpTrainer
 
     recipe = RECIPES["sharp-128-adv3-anchor"].__class__(
         **{**recipe_with("sharp-128-adv3-anchor", batch=4).__dict__, "resolution": 32, "w_variance": 1.0}
     )
     trainer = SharpTrainer(recipe, TINY, tmp_path / "run")  # the running mean starts at zero
-    inside = (0.5 * torch.randn(64, TINY.style_dim)).requires_grad_(True)
-    assert trainer.spread_penalty(inside).item() == 0.0
-    outside = (3.0 * torch.randn(64, TINY.style_dim)).requires_grad_(True)
-    penalty = trainer.spread_penalty(outside)
-    penalty.backward()
-    assert penalty.item() > 1.0
-    # Descending it shrinks the codes towards the mean, not only some of them.
-    assert ((outside.grad * outside).sum(1) > 0).all()
+    torch.manual_seed(0)
+    unit = torch.randn(4096, TINY.style_dim)
+    assert trainer.spread_penalty(unit).item() < 1e-3
+    for scale, pull in ((3.0, "in"), (0.3, "out")):
+        codes = (scale * unit[:64]).requires_grad_(True)
+        penalty = trainer.spread_penalty(codes)
+        penalty.backward()
+        assert penalty.item() > 0.5
+        # Descending it moves every code towards the mean when they spread too far, away when too little.
+        radial = (codes.grad * codes).sum(1)
+        assert (radial > 0).all() if pull == "in" else (radial < 0).all()

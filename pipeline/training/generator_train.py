@@ -115,9 +115,10 @@ RECIPES = {
     # half-rate run held KID flat to 886.3k (382/358 against 340/390) and, as sharp-128-adv3-edits,
     # lost ground by 931.6k (543/636) while W's variance per axis climbed from 139 to 207.
     "sharp-128-adv3-anneal2": ANNEAL2,
-    # sharp-128-adv3-anneal2 with W's spread held at the 862.5k state's (139 per axis), where
-    # anneal2 let it climb to 162 by 884k.
-    "sharp-128-adv3-anchor": replace(ANNEAL2, name="sharp-128-adv3-anchor", w_variance=139.0, w_variance_weight=10.0),
+    # sharp-128-adv3-anneal2 with the encoded W's spread held, where anneal2 let it climb from 139
+    # per axis (862.5k) to 162 by 884k. Held from above only at first, batch noise took it down
+    # to 120 by 887.0k, with KID 318/304 (anneal2 at 884k: 325/324): from there held both ways at 120.
+    "sharp-128-adv3-anchor": replace(ANNEAL2, name="sharp-128-adv3-anchor", w_variance=120.0, w_variance_weight=10.0),
     # The same without the off-data codes: the critic sees reconstructions only.
     "sharp-128-rec": _sharp("sharp-128-rec", manifold_codes=0),
 }

@@ -240,10 +240,11 @@ class SharpTrainer(Trainer):
         return frozen
 
     def spread_penalty(self, w: torch.Tensor) -> torch.Tensor:
-        """Squared relative excess of the batch's variance per axis (about the running mean) over
-        the recipe's: pulls the encoded codes in only when they spread too far."""
+        """Squared relative error of the batch's variance per axis (about the running mean) against
+        the recipe's. Both ways: held only from above, the batches' noise alone drove it down
+        (139 to 120 in 14k images)."""
         spread = (w - self.prior.mean).square().mean()
-        return F.relu(spread / self.recipe.w_variance - 1).square()
+        return (spread / self.recipe.w_variance - 1).square()
 
     def last_layer_weight(self, loss: torch.Tensor, adv: torch.Tensor) -> float:
         """taming's adaptive weight: ||grad rec|| / ||grad adv|| at the generator's last layer."""
