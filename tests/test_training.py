@@ -229,3 +229,19 @@ def test_anchored_recipe_holds_the_spread_of_the_codes_both_ways(tmp_path):
         # Descending it moves every code towards the mean when they spread too far, away when too little.
         radial = (codes.grad * codes).sum(1)
         assert (radial > 0).all() if pull == "in" else (radial < 0).all()
+
+
+def test_age_balanced_drawing_flattens_the_ages_and_trains(tmp_path):
+    import numpy as np
+
+    from pipeline.training.data import age_balance_weights
+
+    names = [f"{age}_0_0_x.jpg" for age in [25] * 90 + [70] * 10] + ["unlabelled.jpg"]
+    uniform, flat = age_balance_weights(names, 0.0), age_balance_weights(names, 1.0)
+    old = np.array([n.startswith("70_") for n in names])
+    assert np.isclose(uniform.sum(), 1) and np.isclose(flat.sum(), 1)
+    assert np.isclose(uniform[old].sum(), 10 / 101) and np.isclose(flat[old].sum(), 1 / 3)  # three bins, drawn alike
+    assert 10 / 101 < age_balance_weights(names, 0.5)[old].sum() < 1 / 3
+    trainer = train(DATA, recipe_with("ae", batch=4, age_balance=0.5), tmp_path / "run", config=TINY, max_images=8,
+                    heldout_count=4, log=lambda m: None)  # fmt: skip
+    assert trainer.state.images_seen == 8

@@ -56,6 +56,19 @@ def utkface_label(name: str) -> tuple[int, int] | None:
     return None
 
 
+def age_balance_weights(files: list[str], exponent: float, bin_years: int = 5, oldest_bin: int = 80) -> np.ndarray:
+    """Sampling probabilities that flatten the age distribution: each face weighted by the count
+    of its age bin to the power ``-exponent`` (0: uniform, 1: every bin drawn equally often).
+    Faces whose name carries no age form a bin of their own."""
+    bins = []
+    for name in files:
+        label = utkface_label(name)
+        bins.append(-1 if label is None else min(label[0], oldest_bin) // bin_years)
+    keys, index, counts = np.unique(np.array(bins), return_inverse=True, return_counts=True)
+    weights = counts[index].astype(np.float64) ** -exponent
+    return weights / weights.sum()
+
+
 def load_faces(data_dir: Path, files: list[str], resolution: int, cache_dir: Path | None = None) -> np.ndarray:
     """(N, res, res, 3) uint8 faces, each whole image resized (antialiased) to ``resolution``."""
     key = hashlib.sha1(("\n".join(files) + f"@{resolution}").encode()).hexdigest()[:12]

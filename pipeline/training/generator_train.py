@@ -32,7 +32,7 @@ from ..models.checkpoints import save_native
 from ..models.encoder import Encoder, EncoderConfig, save_encoder
 from ..models.generator import Generator, GeneratorConfig
 from ..models.perceptual import TAP_CHANNELS, PerceptualDistance, unit_normalize
-from .data import HELDOUT_COUNT, heldout_split, list_images, load_faces
+from .data import HELDOUT_COUNT, age_balance_weights, heldout_split, list_images, load_faces
 from .prior_fit import COMPONENTS, FACES_PER_COMPONENT, chosen_faces, fit_to_faces
 
 
@@ -63,6 +63,9 @@ class Recipe:
     # every run past 862.5k images let it climb while truncated samples lost quality.
     w_variance: float = 0.0
     w_variance_weight: float = 1.0
+    # Faces drawn with their age bin's count to this power (0: as the data has them). UTKFace
+    # is mostly 20-35 years old, and the decoder reconstructs age compressed towards that.
+    age_balance: float = 0.0
 
 
 # Grown to 128 px, then a VQGAN-style decoder: L1 + perceptual + hinge PatchGAN weighted
@@ -81,6 +84,7 @@ def _sharp(name: str, **changes) -> Recipe:
 # sharp-128-adv3 with both learning rates halved; the recipes after it vary this one.
 ADV3_ANNEAL = _sharp("sharp-128-adv3-anneal", adversarial=3.0, lr=0.00025, d_lr=0.0001)
 ANNEAL2 = replace(ADV3_ANNEAL, name="sharp-128-adv3-anneal2", lr=0.000125, d_lr=0.00005)
+ANCHOR = replace(ANNEAL2, name="sharp-128-adv3-anchor", w_variance=120.0, w_variance_weight=10.0)
 
 RECIPES = {
     # Reconstruction only: L1 + perceptual distance.
@@ -118,7 +122,10 @@ RECIPES = {
     # sharp-128-adv3-anneal2 with the encoded W's spread held, where anneal2 let it climb from 139
     # per axis (862.5k) to 162 by 884k. Held from above only at first, batch noise took it down
     # to 120 by 887.0k, with KID 318/304 (anneal2 at 884k: 325/324): from there held both ways at 120.
-    "sharp-128-adv3-anchor": replace(ANNEAL2, name="sharp-128-adv3-anchor", w_variance=120.0, w_variance_weight=10.0),
+    "sharp-128-adv3-anchor": ANCHOR,
+    # sharp-128-adv3-anchor with the ages drawn flatter (each face weighted by its 5-year bin's
+    # count to the power -0.5): faces over 60 go from about a tenth of each batch to a fifth.
+    "sharp-128-adv3-anchor-ages": replace(ANCHOR, name="sharp-128-adv3-anchor-ages", age_balance=0.5),
     # The same without the off-data codes: the critic sees reconstructions only.
     "sharp-128-rec": _sharp("sharp-128-rec", manifold_codes=0),
 }
@@ -476,6 +483,7 @@ def train(
     elif recipe.manifold_codes and not len(trainer.directions):
         log("no edit directions: the critic's edited codes stay unedited (give --edit-directions)")
     rng = np.random.default_rng(trainer.state.step)
+    drawn = age_balance_weights(train_files, recipe.age_balance) if recipe.age_balance else None
     fixed = to_tensor(np.array(faces[:8]), device)
     start_wall, start_cpu = time.time(), time.process_time()
     base_wall, base_cpu = trainer.state.wall_seconds, trainer.state.cpu_seconds
@@ -490,7 +498,7 @@ def train(
         )
 
     while not finished(time.time()):
-        idx = rng.integers(0, len(faces), recipe.batch)
+        idx = rng.choice(len(faces), recipe.batch, p=drawn) if drawn is not None else rng.integers(0, len(faces), recipe.batch)
         batch = faces[np.sort(idx)]
         if rng.random() < 0.5:
             batch = batch[:, :, ::-1]
