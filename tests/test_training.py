@@ -214,9 +214,7 @@ def test_training_on_a_device_pytorch_does_not_have_is_refused(tmp_path, capsys)
 def test_anchored_recipe_holds_the_spread_of_the_codes_both_ways(tmp_path):
     from pipeline.training.sharp import SharpTrainer
 
-    recipe = RECIPES["sharp-128-adv3-anchor"].__class__(
-        **{**recipe_with("sharp-128-adv3-anchor", batch=4).__dict__, "resolution": 32, "w_variance": 1.0}
-    )
+    recipe = recipe_with("sharp-128-adv3-anchor", batch=4, resolution=32, w_variance=1.0)
     trainer = SharpTrainer(recipe, TINY, tmp_path / "run")  # the running mean starts at zero
     torch.manual_seed(0)
     unit = torch.randn(4096, TINY.style_dim)

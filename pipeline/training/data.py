@@ -64,7 +64,7 @@ def age_balance_weights(files: list[str], exponent: float, bin_years: int = 5, o
     for name in files:
         label = utkface_label(name)
         bins.append(-1 if label is None else min(label[0], oldest_bin) // bin_years)
-    keys, index, counts = np.unique(np.array(bins), return_inverse=True, return_counts=True)
+    _, index, counts = np.unique(np.array(bins), return_inverse=True, return_counts=True)
     weights = counts[index].astype(np.float64) ** -exponent
     return weights / weights.sum()
 
