@@ -243,3 +243,39 @@ def test_age_balanced_drawing_flattens_the_ages_and_trains(tmp_path):
     trainer = train(DATA, recipe_with("ae", batch=4, age_balance=0.5), tmp_path / "run", config=TINY, max_images=8,
                     heldout_count=4, log=lambda m: None)  # fmt: skip
     assert trainer.state.images_seen == 8
+
+
+def test_bfloat16_training_follows_float32_and_is_recorded(tmp_path):
+    from pipeline.training.generator_train import use_bf16
+    from pipeline.training.sharp import SharpTrainer
+
+    recipe = recipe_with("sharp-128-adv3-anchor-ages", batch=4, resolution=32, adversarial_after=0)
+    trainer = SharpTrainer(recipe, TINY, tmp_path / "probe")
+    real = trainer_batch(trainer)[:4]
+    params = [*trainer.G.parameters(), *trainer.E.parameters()]
+
+    def gradient(bf16: bool) -> tuple[torch.Tensor, float]:
+        torch.manual_seed(0)  # the same latent noise both times
+        for p in params:
+            p.grad = None
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            w, _, fake = trainer.reconstruct(real)
+            loss = (fake - real).abs().mean() - 0.1 * trainer.D(fake).mean()
+        assert w.dtype == torch.float32  # the codes stay float32 for the prior and the code arithmetic
+        loss.backward()
+        return torch.cat([p.grad.flatten().float() for p in params if p.grad is not None]), loss.item()
+
+    (g32, l32), (g16, l16) = gradient(False), gradient(True)
+    assert abs(l16 - l32) < 0.02 * abs(l32)
+    assert torch.nn.functional.cosine_similarity(g32, g16, 0) > 0.9
+
+    run = tmp_path / "run"
+    trained = train(DATA, recipe, run, config=TINY, max_images=8, heldout_count=4, trainer_class=SharpTrainer,
+                    precision="bf16", log=lambda m: None)  # fmt: skip
+    assert trained.state.bf16_images == 8 and all(torch.isfinite(p).all() for p in trained.G_ema.parameters())
+    trained = train(DATA, recipe, run, config=TINY, max_images=12, heldout_count=4, trainer_class=SharpTrainer,
+                    precision="fp32", log=lambda m: None)  # fmt: skip
+    assert (trained.state.images_seen, trained.state.bf16_images) == (12, 8)  # resumed, the count kept
+    assert use_bf16("fp32", "cpu") is False and use_bf16("bf16", "cpu") is True
+    with pytest.raises(ValueError):
+        use_bf16("fp8", "cpu")

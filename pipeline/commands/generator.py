@@ -19,6 +19,9 @@ def register(sub, groups) -> None:
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="cpu", help="where to train: cpu, or cuda where PyTorch sees a GPU")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="arithmetic: bf16 autocast (about three times as fast where the CPU has AMX or AVX512-BF16), "
+                        "fp32, or auto (bf16 where it is fast)")  # fmt: skip
     p.add_argument("--fresh", action="store_true", help="start over instead of resuming")
     p.add_argument("--export", type=Path, default=None, help="after training, write the shippable model here")
     p.add_argument("--compact-state", type=Path, default=DEFAULT_OUT / "train_state.safetensors",
@@ -59,6 +62,7 @@ def run_train(args: argparse.Namespace) -> int:
         args.data, recipe, run_dir, max_images=args.max_images, max_minutes=args.max_minutes, max_cpu_minutes=args.max_cpu_minutes,
         resume=not args.fresh, compact_state=args.compact_state, threads=args.threads,
         trainer_class=trainer_for(recipe), edit_directions=args.edit_directions, device=args.device,
+        precision=args.precision,
     )  # fmt: skip
     if args.export:
         export(trainer, args.data, args.export)

@@ -192,6 +192,7 @@ class TrainState:
     wall_seconds: float = 0.0
     step: int = 0
     grown_at: int = 0  # images seen when the model last grew
+    bf16_images: int = 0  # images trained with bfloat16 arithmetic (see ``use_bf16``)
 
 
 class RunningGaussian:
@@ -373,7 +374,9 @@ class Trainer:
         """(w, offsets, decoded face) of a batch: the encoder's code, updating the W prior, with latent
         noise, and decoded from W alone for the recipe's share of the batch."""
         r = self.recipe
-        w, offsets = self.E(real)
+        # float32 codes whatever the step's arithmetic: the prior's moments and the code
+        # arithmetic below (mixes, edits, the spread penalty) need the precision.
+        w, offsets = (t.float() for t in self.E(real))
         self.prior.update(w)
         scale = self.prior.cov.diagonal().mean().sqrt().item()
         w_in = w + r.latent_noise * scale * torch.randn_like(w)
@@ -445,6 +448,27 @@ class Trainer:
         save_grid(torch.cat([real[:n], recon, samples]), path, nrow=n)
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def bf16_is_fast(device: str) -> bool:
+    """Whether bfloat16 arithmetic runs natively on ``device`` (CPUs with AMX or AVX512-BF16 run a
+    training step about twice as fast; elsewhere it is emulated and slower)."""
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return torch.backends.mkldnn.is_available() and (torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+
+
+def use_bf16(precision: str, device: str) -> bool:
+    """``auto``: bfloat16 autocast where it is fast. Weights, optimiser moments, EMA and the codes
+    stay float32; only convolutions and matrix products run in bfloat16 (the same exponent range
+    as float32, so no loss scaling). A step's gradient keeps a cosine of ~0.94 to float32's, far
+    closer than two batches' gradients are to each other."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    return precision == "bf16" or (precision == "auto" and bf16_is_fast(device))
+
+
 def train(
     data_dir: Path,
     recipe: Recipe,
@@ -461,6 +485,7 @@ def train(
     trainer_class: type[Trainer] = Trainer,
     edit_directions: Path | None = None,
     device: str = "cpu",
+    precision: str = "auto",
     log=print,
 ) -> Trainer:
     if recipe.resolution and recipe.resolution != config.resolution:
@@ -482,6 +507,8 @@ def train(
         log(f"edited codes move along the {len(trainer.directions)} directions of {edit_directions}")
     elif recipe.manifold_codes and not len(trainer.directions):
         log("no edit directions: the critic's edited codes stay unedited (give --edit-directions)")
+    bf16 = use_bf16(precision, device)
+    log(f"arithmetic: {'bfloat16 autocast' if bf16 else 'float32'} on {device}")
     rng = np.random.default_rng(trainer.state.step)
     drawn = age_balance_weights(train_files, recipe.age_balance) if recipe.age_balance else None
     fixed = to_tensor(np.array(faces[:8]), device)
@@ -502,7 +529,9 @@ def train(
         batch = faces[np.sort(idx)]
         if rng.random() < 0.5:
             batch = batch[:, :, ::-1]
-        logs = trainer.step(to_tensor(batch, device))
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+            logs = trainer.step(to_tensor(batch, device))
+        trainer.state.bf16_images += recipe.batch if bf16 else 0
         for k, v in logs.items():
             logs_acc.setdefault(k, []).append(v)
         trainer.state.wall_seconds = base_wall + time.time() - start_wall

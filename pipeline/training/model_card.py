@@ -57,7 +57,8 @@ def write_model_card(model_dir: Path, bench: dict, comparison: dict | None = Non
         ),
         f"- batch {recipe['batch']}, Adam lr {recipe['lr']}, latent noise {recipe['latent_noise']} std, EMA half-life 10k images.",
         f"- Images seen: {train['images_seen']:,}; CPU time {train['cpu_seconds'] / 3600:.2f} h "
-        f"(wall {train['wall_seconds'] / 3600:.2f} h) on {platform.machine()} CPU, PyTorch {torch.__version__}.",
+        f"(wall {train['wall_seconds'] / 3600:.2f} h) on {platform.machine()} CPU, PyTorch {torch.__version__}"
+        + (f"; {train['bf16_images']:,} of the images with bfloat16 autocast." if train.get("bf16_images") else "."),
         "- Resume: `nice -n 19 .venv/bin/python -m pipeline train generator --data ../shared/data/utkface "
         "--export weights/utkface-64` (continues from `train_state.safetensors`).",
         "",
