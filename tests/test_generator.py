@@ -81,3 +81,15 @@ def test_discriminator_shapes_and_gradients():
     assert out.shape == (4, 1)
     out.sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_mirrored_and_read_only_faces_convert_to_tensors():
+    import numpy as np
+
+    from pipeline.models.render import from_uint8
+
+    faces = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    faces.setflags(write=False)
+    mirrored = faces[:, :, ::-1]  # the training loops' flip: a view with a negative stride
+    assert torch.equal(from_uint8(mirrored), from_uint8(faces).flip(-1))
+    assert from_uint8(faces[0]).shape == (3, 8, 8) and from_uint8(faces).min() >= -1

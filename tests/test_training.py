@@ -246,7 +246,7 @@ def test_age_balanced_drawing_flattens_the_ages_and_trains(tmp_path):
 
 
 def test_bfloat16_training_follows_float32_and_is_recorded(tmp_path):
-    from pipeline.training.generator_train import use_bf16
+    from pipeline.training.precision import use_bf16
     from pipeline.training.sharp import SharpTrainer
 
     recipe = recipe_with("sharp-128-adv3-anchor-ages", batch=4, resolution=32, adversarial_after=0)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import add_precision_arg
+
 DEFAULT_OUT = Path("weights/utkface-64")
 
 
@@ -19,9 +21,7 @@ def register(sub, groups) -> None:
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="cpu", help="where to train: cpu, or cuda where PyTorch sees a GPU")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                   help="arithmetic: bf16 autocast (about three times as fast where the CPU has AMX or AVX512-BF16), "
-                        "fp32, or auto (bf16 where it is fast)")  # fmt: skip
+    add_precision_arg(p)
     p.add_argument("--fresh", action="store_true", help="start over instead of resuming")
     p.add_argument("--export", type=Path, default=None, help="after training, write the shippable model here")
     p.add_argument("--compact-state", type=Path, default=DEFAULT_OUT / "train_state.safetensors",

@@ -8,6 +8,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from . import add_precision_arg
+
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="registry model (default: the default model)")
@@ -47,6 +49,7 @@ def register(sub, groups) -> None:
     p.add_argument("--n-eval", type=int, default=200, help="held-out faces measured before and after")
     p.add_argument("--fresh", action="store_true", help="start over instead of resuming")
     p.add_argument("--threads", type=int, default=None)
+    add_precision_arg(p)
     p.set_defaults(func=run_train_encoder)
 
     p = groups["bench"].add_parser("inversion", help="projector baseline vs ours on held-out faces (JSON)")
@@ -235,7 +238,8 @@ def run_train_encoder(args: argparse.Namespace) -> int:
     digest = file_digest(gen_file) if gen_file and gen_file.is_file() else m.name
     E, info = train_encoder(m.generator, m.encoder, train_faces, eval_faces, args.run_dir, digest,
                             max_minutes=args.max_minutes, max_images=args.max_images, resume=not args.fresh,
-                            identity=identity_function(), log=lambda s: print(s, file=sys.stderr))  # fmt: skip
+                            identity=identity_function(), precision=args.precision,
+                            log=lambda s: print(s, file=sys.stderr))  # fmt: skip
     path = write_encoder(E, info, out)
     print(json.dumps({"encoder": str(path), "before": info["heldout_before"], "after": info["heldout_after"]}))
     return 0

@@ -23,7 +23,8 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 def from_uint8(images: np.ndarray) -> torch.Tensor:
     """(N, H, W, 3) / (H, W, 3) uint8 -> tensor in [-1, 1], channels first."""
-    t = torch.tensor(np.asarray(images)).float().div(127.5).sub(1)  # a copy: decoded images are often read-only
+    # A contiguous copy: decoded images are often read-only, and mirrored ones run backwards.
+    t = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).div(127.5).sub(1)
     return t.permute(0, 3, 1, 2) if t.ndim == 4 else t.permute(2, 0, 1)
 
 

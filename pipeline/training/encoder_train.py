@@ -34,6 +34,7 @@ from ..models.encoder import Encoder, save_encoder
 from ..models.generator import Generator
 from ..models.perceptual import PerceptualDistance, perceptual_distance, psnr
 from ..models.render import from_uint8
+from .precision import arithmetic, describe, use_bf16
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class EncoderTrainer:
             w_true = G.mapping(torch.randn(n_syn, G.style_dim))
             fake = G.synthesis(w_true[:, None].expand(-1, G.n_latent, -1))  # random noise, like photos
         images = torch.cat([fake.clamp(-1, 1), real])
-        w, offsets = E(images)
+        w, offsets = (t.float() for t in E(images))
         wplus = w[:, None] + offsets
         recon = G.synthesis(wplus, noise=G.noise_buffers())
         spread2 = self.w_spread**2 / G.style_dim  # per-dimension variance of W
@@ -163,6 +164,7 @@ def train_encoder(
     resume: bool = True,
     identity: Callable | None = None,
     checkpoint_minutes: float = 5.0,
+    precision: str = "auto",
     log: Callable[[str], None] = print,
 ) -> tuple[Encoder, dict]:
     """Fine-tune ``encoder`` against frozen ``G``; returns the EMA encoder and its numbers."""
@@ -175,6 +177,8 @@ def train_encoder(
             log(f"{ckpt} was made for another generator: starting over")
     before = evaluate_encoder(G, encoder.eval(), eval_faces, identity)
     log(f"held-out before: {before}")
+    bf16 = use_bf16(precision, "cpu")
+    log(describe("cpu", bf16))
     rng = np.random.default_rng(trainer.state.step)
     n_real = recipe.batch - min(recipe.synthetic, recipe.batch)
     start, base = time.time(), trainer.state.wall_seconds
@@ -190,7 +194,9 @@ def train_encoder(
         batch = np.asarray(train_faces[idx])
         if rng.random() < 0.5:
             batch = batch[:, :, ::-1]
-        for k, v in trainer.step(from_uint8(batch)).items():
+        with arithmetic("cpu", bf16):
+            logs = trainer.step(from_uint8(batch))
+        for k, v in logs.items():
             acc.setdefault(k, []).append(v)
         trainer.state.wall_seconds = base + time.time() - start
         now = time.time()

@@ -33,6 +33,7 @@ from ..models.encoder import Encoder, EncoderConfig, save_encoder
 from ..models.generator import Generator, GeneratorConfig
 from ..models.perceptual import TAP_CHANNELS, PerceptualDistance, unit_normalize
 from .data import HELDOUT_COUNT, age_balance_weights, heldout_split, list_images, load_faces
+from .precision import arithmetic, describe, use_bf16
 from .prior_fit import COMPONENTS, FACES_PER_COMPONENT, chosen_faces, fit_to_faces
 
 
@@ -448,27 +449,6 @@ class Trainer:
         save_grid(torch.cat([real[:n], recon, samples]), path, nrow=n)
 
 
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
-def bf16_is_fast(device: str) -> bool:
-    """Whether bfloat16 arithmetic runs natively on ``device`` (CPUs with AMX or AVX512-BF16 run a
-    training step about twice as fast; elsewhere it is emulated and slower)."""
-    if device.startswith("cuda"):
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return torch.backends.mkldnn.is_available() and (torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
-
-
-def use_bf16(precision: str, device: str) -> bool:
-    """``auto``: bfloat16 autocast where it is fast. Weights, optimiser moments, EMA and the codes
-    stay float32; only convolutions and matrix products run in bfloat16 (the same exponent range
-    as float32, so no loss scaling). A step's gradient keeps a cosine of ~0.94 to float32's, far
-    closer than two batches' gradients are to each other."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-    return precision == "bf16" or (precision == "auto" and bf16_is_fast(device))
-
-
 def train(
     data_dir: Path,
     recipe: Recipe,
@@ -508,7 +488,7 @@ def train(
     elif recipe.manifold_codes and not len(trainer.directions):
         log("no edit directions: the critic's edited codes stay unedited (give --edit-directions)")
     bf16 = use_bf16(precision, device)
-    log(f"arithmetic: {'bfloat16 autocast' if bf16 else 'float32'} on {device}")
+    log(describe(device, bf16))
     rng = np.random.default_rng(trainer.state.step)
     drawn = age_balance_weights(train_files, recipe.age_balance) if recipe.age_balance else None
     fixed = to_tensor(np.array(faces[:8]), device)
@@ -529,7 +509,7 @@ def train(
         batch = faces[np.sort(idx)]
         if rng.random() < 0.5:
             batch = batch[:, :, ::-1]
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+        with arithmetic(device, bf16):
             logs = trainer.step(to_tensor(batch, device))
         trainer.state.bf16_images += recipe.batch if bf16 else 0
         for k, v in logs.items():
