@@ -7,8 +7,9 @@
 
 
 def add_precision_arg(p) -> None:
-    """``--precision`` of the training commands (see ``pipeline/training/precision.py``; its names,
-    spelled here so that building the parser does not import PyTorch)."""
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+    """``--precision`` of the training commands (see ``pipeline/training/precision.py``)."""
+    from ..training.precision import PRECISIONS
+
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="arithmetic: bf16 autocast (about three times as fast where the CPU has AMX or AVX512-BF16), "
                         "fp32, or auto (bf16 where it is fast)")  # fmt: skip

@@ -101,7 +101,9 @@ class Encoder(nn.Module):
         """Image (batch, 3, H, W) in [-1, 1] -> (w (batch, dim), offsets (batch, n_latent, dim))."""
         h = self.features(image)
         offsets = self.to_offsets(h).view(-1, self.config.n_latent, self.config.style_dim)
-        return self.to_w(h), offsets
+        # float32 codes whatever the arithmetic (bfloat16 autocast in training): priors, mixes,
+        # edits and penalties computed on them need the precision.
+        return self.to_w(h).float(), offsets.float()
 
     def wplus(self, image: torch.Tensor) -> torch.Tensor:
         w, offsets = self(image)

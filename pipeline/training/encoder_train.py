@@ -79,7 +79,7 @@ class EncoderTrainer:
             w_true = G.mapping(torch.randn(n_syn, G.style_dim))
             fake = G.synthesis(w_true[:, None].expand(-1, G.n_latent, -1))  # random noise, like photos
         images = torch.cat([fake.clamp(-1, 1), real])
-        w, offsets = (t.float() for t in E(images))
+        w, offsets = E(images)
         wplus = w[:, None] + offsets
         recon = G.synthesis(wplus, noise=G.noise_buffers())
         spread2 = self.w_spread**2 / G.style_dim  # per-dimension variance of W

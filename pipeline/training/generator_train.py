@@ -375,9 +375,7 @@ class Trainer:
         """(w, offsets, decoded face) of a batch: the encoder's code, updating the W prior, with latent
         noise, and decoded from W alone for the recipe's share of the batch."""
         r = self.recipe
-        # float32 codes whatever the step's arithmetic: the prior's moments and the code
-        # arithmetic below (mixes, edits, the spread penalty) need the precision.
-        w, offsets = (t.float() for t in self.E(real))
+        w, offsets = self.E(real)
         self.prior.update(w)
         scale = self.prior.cov.diagonal().mean().sqrt().item()
         w_in = w + r.latent_noise * scale * torch.randn_like(w)

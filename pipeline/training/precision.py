@@ -9,14 +9,20 @@ batches' gradients are to each other.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
+if TYPE_CHECKING:
+    import torch
+
+# PyTorch is imported inside the functions: the CLI's parser reads PRECISIONS without it.
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def bf16_is_fast(device: str) -> bool:
     """Whether bfloat16 arithmetic runs natively on ``device`` (CPUs with AMX or AVX512-BF16;
     elsewhere it is emulated and slower than float32)."""
+    import torch
+
     if device.startswith("cuda"):
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     return torch.backends.mkldnn.is_available() and (
@@ -33,6 +39,8 @@ def use_bf16(precision: str, device: str) -> bool:
 
 def arithmetic(device: str, bf16: bool) -> torch.autocast:
     """The context a training step runs in."""
+    import torch
+
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16)
 
 
