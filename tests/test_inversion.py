@@ -173,3 +173,32 @@ def test_the_latent_step_size_follows_w_spread_not_w_units(gen, target):
     absolute = replace(mean_start, lr=0.03, lr_unit="absolute")
     lpips = [last_lpips(g, absolute) for g in (gen, wide)]
     assert lpips[1] > lpips[0] * 1.5  # the same absolute steps cover a tenth of the wider W
+
+
+def test_a_grown_refiner_starts_as_its_encoder_and_learns_to_correct_it(gen, enc):
+    from pipeline.models.encoder import IterativeEncoder, refiner_from
+
+    torch.manual_seed(2)
+    with torch.no_grad():  # faces the generator draws, so a perfect code exists
+        faces = gen([torch.randn(4, 32)], randomize_noise=False)[0].clamp(-1, 1)
+    iterative = IterativeEncoder(enc, refiner_from(enc), gen, steps=2).eval()
+    with torch.no_grad():
+        w0, offsets0 = enc(faces)
+        w1, offsets1 = iterative(faces)
+    assert torch.equal(w0, w1) and torch.equal(offsets0, offsets1)  # corrects nothing at first
+
+    def error() -> float:
+        with torch.no_grad():
+            return float((gen.synthesis(iterative.wplus(faces), noise=gen.noise_buffers()) - faces).abs().mean())
+
+    before = error()
+    opt = torch.optim.Adam(iterative.refiner.parameters(), lr=1e-3)
+    iterative.train()
+    for _ in range(40):
+        loss = (gen.synthesis(iterative.wplus(faces), noise=gen.noise_buffers()) - faces).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        assert all(p.grad is None for p in enc.parameters())  # the encoder is kept as it is
+        opt.step()
+    iterative.eval()
+    assert error() < 0.8 * before

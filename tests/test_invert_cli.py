@@ -11,7 +11,7 @@ from PIL import Image
 from pipeline import cli
 from pipeline.latent.files import Latent, load_latent, load_latent_for, save_latent
 from pipeline.models.checkpoints import save_native
-from pipeline.models.encoder import Encoder, EncoderConfig, load_encoder, save_encoder
+from pipeline.models.encoder import Encoder, EncoderConfig, IterativeEncoder, load_encoder, save_encoder
 from pipeline.models.generator import Generator, GeneratorConfig
 
 MINI = Path(__file__).parent / "data" / "utkface_mini"
@@ -135,6 +135,49 @@ def test_train_encoder_resumes_and_writes_numbers(tmp_path, model_dir, capsys):
     assert second["train"]["images_seen"] >= 64 and second["train"]["step"] > first["train"]["step"]
     assert "resumed" in capsys.readouterr().err
     assert isinstance(load_encoder(out / "encoder.safetensors"), Encoder)
+
+
+def test_train_encoder_with_refine_steps_writes_a_refiner_the_model_then_uses(tmp_path, model_dir, capsys):
+    import shutil
+
+    out = tmp_path / "model-out"
+    shutil.copytree(model_dir, out)
+    args = ["train", "encoder", "--data", str(MINI), "--weights", str(out), "--refine-steps", "2",
+            "--run-dir", str(tmp_path / "run"), "--max-images", "32", "--n-eval", "3"]  # fmt: skip
+    assert cli.main(args) == 0
+    assert (out / "refiner.safetensors").is_file()
+    assert json.loads((out / "refiner.json").read_text())["in_channels"] == 6
+    G = Generator(TINY)
+    loaded = load_encoder(out / "encoder.safetensors", G)
+    assert isinstance(loaded, IterativeEncoder) and loaded.steps == 2
+    assert isinstance(load_encoder(out / "encoder.safetensors"), Encoder)  # no generator: the encoder alone
+    # The encoder itself is unchanged; the refiner is what trained.
+    before = load_encoder(model_dir / "encoder.safetensors").state_dict()
+    assert all(torch.equal(v, loaded.encoder.state_dict()[k]) for k, v in before.items())
+    assert any(v.abs().sum() > 0 for k, v in loaded.refiner.state_dict().items() if k.startswith("to_w"))
+    capsys.readouterr()
+
+    # invert on that folder starts from the refined guess and writes a latent.
+    latent = tmp_path / "face.safetensors"
+    args = [
+        "invert",
+        str(face()),
+        "--weights",
+        str(out),
+        "--model",
+        "tiny",
+        "--aligned",
+        "--steps",
+        "0",
+        "--out",
+        str(latent),
+        "--json",
+    ]
+    assert cli.main(args) == 0
+    assert load_latent_for(latent, G, "tiny").latent.shape == (1, TINY.n_latent, 32)
+
+    assert cli.main(["train", "encoder", "--data", str(MINI), "--weights", str(out), "--refine-steps", "-1"]) == 2
+    assert "refine-steps" in capsys.readouterr().err
 
 
 FACES = Path(__file__).parent / "data" / "faces"

@@ -159,7 +159,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
     G = load_native(args.weights / "generator.safetensors")
     enc_path = args.weights / "encoder.safetensors"
-    E = load_encoder(enc_path) if enc_path.exists() else None
+    E = load_encoder(enc_path, G) if enc_path.exists() else None
     directions = None
     if (args.weights / "directions.safetensors").exists() and args.n_edit:
         from ..latent.directions import load_directions

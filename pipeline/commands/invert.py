@@ -47,6 +47,12 @@ def register(sub, groups) -> None:
     p.add_argument("--max-minutes", type=float, default=10.0)
     p.add_argument("--max-images", type=int, default=None)
     p.add_argument("--n-eval", type=int, default=200, help="held-out faces measured before and after")
+    p.add_argument("--refine-steps", type=int, default=0,
+                   help="train a refiner instead, the encoder kept: this many corrections of its guess, each from the "
+                        "photo and the photo minus what the guess draws (refiner.safetensors; a model that has one "
+                        "goes on training it)")  # fmt: skip
+    p.add_argument("--calibrated", action="store_true",
+                   help="train against the calibrated LPIPS the benchmarks read, not equally weighted features")  # fmt: skip
     p.add_argument("--fresh", action="store_true", help="start over instead of resuming")
     p.add_argument("--threads", type=int, default=None)
     add_precision_arg(p)
@@ -218,8 +224,9 @@ def evenly_spaced(items: list, n: int) -> list:
 def run_train_encoder(args: argparse.Namespace) -> int:
     from ..bench.inversion import identity_function
     from ..errors import UserError
+    from ..models.encoder import IterativeEncoder, refiner_from
     from ..training.data import load_faces
-    from ..training.encoder_train import file_digest, train_encoder, write_encoder
+    from ..training.encoder_train import EncoderRecipe, file_digest, train_encoder, write_encoder
 
     if not args.data.is_dir():
         raise UserError(f"training data folder not found: {args.data}")
@@ -227,6 +234,16 @@ def run_train_encoder(args: argparse.Namespace) -> int:
     m = load_model(args.model, args.weights)
     if m.encoder is None:
         raise UserError(f"model {m.name} has no encoder.safetensors to fine-tune")
+    if args.refine_steps < 0:
+        raise UserError("--refine-steps must be 0 or more")
+    encoder = m.encoder
+    if args.refine_steps:
+        encoder = (
+            encoder
+            if isinstance(encoder, IterativeEncoder)
+            else IterativeEncoder(encoder, refiner_from(encoder), m.generator)
+        )
+        encoder.steps = args.refine_steps
     out = args.out or m.folder
     if out is None:
         raise UserError("give --out: the model folder is unknown")
@@ -236,8 +253,9 @@ def run_train_encoder(args: argparse.Namespace) -> int:
     eval_faces = load_faces(args.data, evenly_spaced(held, args.n_eval), res)
     gen_file = (m.folder / "generator.safetensors") if m.folder else None
     digest = file_digest(gen_file) if gen_file and gen_file.is_file() else m.name
-    E, info = train_encoder(m.generator, m.encoder, train_faces, eval_faces, args.run_dir, digest,
+    E, info = train_encoder(m.generator, encoder, train_faces, eval_faces, args.run_dir, digest,
                             max_minutes=args.max_minutes, max_images=args.max_images, resume=not args.fresh,
+                            recipe=EncoderRecipe(calibrated=args.calibrated),
                             identity=identity_function(), precision=args.precision,
                             log=lambda s: print(s, file=sys.stderr))  # fmt: skip
     path = write_encoder(E, info, out)

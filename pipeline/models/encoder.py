@@ -3,10 +3,16 @@
 It predicts one base latent ``w`` plus a per-layer offset for each of the
 generator's ``n_latent`` style inputs (as e4e does): editing works best when W+
 stays close to a single W, so the offsets start at zero and are regularised.
+
+An :class:`IterativeEncoder` corrects that guess a few times (ReStyle, Alaluf et al.
+2021): a refiner sees the photo beside what the current code draws and returns a
+correction. The generator draws the codes, so it needs one; the refiner ships as
+``refiner.safetensors`` beside ``encoder.safetensors``.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -31,6 +37,7 @@ class EncoderConfig:
     # stem's: how an encoder grows with its generator without forgetting what it learned.
     input_resolution: int = 0
     detail_channels: int = 16
+    in_channels: int = 3  # 6 for a refiner: the photo and the photo minus its reconstruction
 
     @property
     def image_size(self) -> int:
@@ -68,12 +75,12 @@ class Encoder(nn.Module):
         levels = int(math.log2(config.resolution)) - 2  # down to 4x4
         chans = list(config.channels)
         chans = chans + [chans[-1]] * (levels - len(chans))
-        self.stem = nn.Conv2d(3, chans[0], 3, padding=1)
+        self.stem = nn.Conv2d(config.in_channels, chans[0], 3, padding=1)
         if config.input_resolution > config.resolution:
             if config.input_resolution != 2 * config.resolution:
                 raise ValueError("the detail branch takes an input twice the encoder's resolution")
             self.detail = nn.Sequential(
-                nn.Conv2d(3, config.detail_channels, 3, padding=1), nn.LeakyReLU(0.2),
+                nn.Conv2d(config.in_channels, config.detail_channels, 3, padding=1), nn.LeakyReLU(0.2),
                 ResidualDown(config.detail_channels, chans[0]),
             )  # fmt: skip
             self.detail_gain = nn.Parameter(torch.zeros(()))  # starts as the grown-from encoder
@@ -110,19 +117,107 @@ class Encoder(nn.Module):
         return w.unsqueeze(1) + offsets
 
 
-def save_encoder(encoder: Encoder, path: str | Path, half: bool = True) -> None:
-    path = Path(path)
+def refiner_from(encoder: Encoder) -> Encoder:
+    """A refiner grown from a trained encoder: its features of the photo to start from, the
+    residual's input channels and both heads at zero, so that at first it corrects nothing."""
+    config = EncoderConfig(**{**encoder.config.to_dict(), "in_channels": 2 * encoder.config.in_channels})
+    refiner = Encoder(config)
+    state = refiner.state_dict()
+    for name, value in encoder.state_dict().items():
+        if name.startswith(("to_w", "to_offsets")):
+            continue
+        if state[name].shape == value.shape:
+            state[name] = value.clone()
+        else:  # a first convolution: the photo's channels copied, the residual's at zero
+            state[name] = torch.zeros_like(state[name])
+            state[name][:, : value.shape[1]] = value
+    state["to_w.weight"].zero_()
+    state["to_w.bias"].zero_()
+    refiner.load_state_dict(state)
+    return refiner
+
+
+class IterativeEncoder(nn.Module):
+    """The encoder's guess, then ``steps`` corrections by ``refiner`` from (photo, photo - drawn).
+
+    Called like an :class:`Encoder`. Only the last correction carries gradients (the encoder
+    and the earlier corrections run without them), which is how the refiner is trained: on the
+    codes it will be given, one correction at a time.
+    """
+
+    def __init__(self, encoder: Encoder, refiner: Encoder, generator: nn.Module, steps: int = 3):
+        super().__init__()
+        self.encoder, self.refiner, self.steps = encoder, refiner, steps
+        self.__dict__["generator"] = generator  # not a submodule: its weights are not the encoder's
+
+    @property
+    def config(self) -> EncoderConfig:
+        return self.encoder.config
+
+    def __deepcopy__(self, memo: dict) -> IterativeEncoder:  # copies share the generator
+        twin = IterativeEncoder(
+            copy.deepcopy(self.encoder, memo), copy.deepcopy(self.refiner, memo), self.generator, self.steps
+        )
+        return twin.train(self.training)
+
+    def forward(self, image: torch.Tensor, steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(w, offsets) after ``steps`` corrections; in training, a random 1..``self.steps`` of them."""
+        if steps is None:
+            steps = int(torch.randint(1, self.steps + 1, ())) if self.training else self.steps
+        grad = torch.is_grad_enabled()
+        with torch.no_grad():
+            w, offsets = self.encoder(image)
+        G = self.generator
+        size = self.refiner.config.image_size
+        target = resize(image, size)
+        for i in range(steps):
+            with torch.no_grad():
+                drawn = resize(G.synthesis(w.unsqueeze(1) + offsets, noise=G.noise_buffers()).float(), size)
+            with torch.set_grad_enabled(grad and i == steps - 1):
+                dw, doffsets = self.refiner(torch.cat([target, target - drawn], 1))
+                w, offsets = w + dw, offsets + doffsets
+        return w, offsets
+
+    def wplus(self, image: torch.Tensor) -> torch.Tensor:
+        w, offsets = self(image)
+        return w.unsqueeze(1) + offsets
+
+
+REFINER_FILE = "refiner.safetensors"
+
+
+def _save_net(net: Encoder, path: Path, half: bool, extra: dict | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     dtype = torch.float16 if half else torch.float32
-    save_file({k: v.detach().to("cpu", dtype).contiguous() for k, v in encoder.state_dict().items()}, str(path))
-    path.with_suffix(".json").write_text(json.dumps(encoder.config.to_dict(), indent=2))
+    save_file({k: v.detach().to("cpu", dtype).contiguous() for k, v in net.state_dict().items()}, str(path))
+    path.with_suffix(".json").write_text(json.dumps({**net.config.to_dict(), **(extra or {})}, indent=2))
 
 
-def load_encoder(path: str | Path) -> Encoder:
+def _load_net(path: Path) -> tuple[Encoder, dict]:
+    info = json.loads(path.with_suffix(".json").read_text())
+    extra = {k: info.pop(k) for k in list(info) if k not in EncoderConfig.__dataclass_fields__}
+    net = Encoder(EncoderConfig(**info))
+    net.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
+    return net.eval(), extra
+
+
+def save_encoder(encoder: Encoder | IterativeEncoder, path: str | Path, half: bool = True) -> None:
+    """``encoder.safetensors`` (+ .json); an iterative encoder also writes ``refiner.safetensors`` beside it."""
+    path = Path(path)
+    if isinstance(encoder, IterativeEncoder):
+        _save_net(encoder.refiner, path.with_name(REFINER_FILE), half, {"steps": encoder.steps})
+        encoder = encoder.encoder
+    _save_net(encoder, path, half)
+
+
+def load_encoder(path: str | Path, generator: nn.Module | None = None) -> Encoder | IterativeEncoder:
+    """The encoder at ``path``; with ``generator`` given and a refiner beside it, the iterative encoder."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"encoder weights not found: {path}")
-    config = EncoderConfig(**json.loads(path.with_suffix(".json").read_text()))
-    encoder = Encoder(config)
-    encoder.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
-    return encoder.eval()
+    encoder, _ = _load_net(path)
+    refiner_path = path.with_name(REFINER_FILE)
+    if generator is None or not refiner_path.is_file():
+        return encoder
+    refiner, extra = _load_net(refiner_path)
+    return IterativeEncoder(encoder, refiner, generator, int(extra.get("steps", 3))).eval()

@@ -24,7 +24,7 @@ from ..latent.directions import Direction, load_directions, with_scales
 from ..latent.prior import MixturePrior, model_prior
 from ..models import registry
 from ..models.checkpoints import load_native
-from ..models.encoder import Encoder, load_encoder
+from ..models.encoder import Encoder, IterativeEncoder, load_encoder
 from ..models.generator import Generator
 from ..models.render import render_one
 
@@ -49,7 +49,7 @@ class ModelFiles:
 
     name: str
     generator: Generator
-    encoder: Encoder | None
+    encoder: Encoder | IterativeEncoder | None
     alignment: str  # alignment template of its training faces ("unknown" when nothing says)
     folder: Path | None  # where its files live (encoder output, held-out list)
     directions: Path | None  # its directions file, when it has one
@@ -76,8 +76,8 @@ def _from_folder(folder: Path, name: str | None) -> ModelFiles:
         except UserError:
             pass
     encoder, directions = folder / "encoder.safetensors", folder / "directions.safetensors"
-    return ModelFiles(name or folder.resolve().name, load_native(folder / "generator.safetensors"),
-                      load_encoder(encoder) if encoder.is_file() else None, alignment, folder,
+    G = load_native(folder / "generator.safetensors")
+    return ModelFiles(name or folder.resolve().name, G, load_encoder(encoder, G) if encoder.is_file() else None, alignment, folder,
                       directions if directions.is_file() else None, folder)  # fmt: skip
 
 
@@ -86,7 +86,8 @@ def _from_registry(name: str | None) -> ModelFiles:
     files = getattr(entry, "files", {}) or {}
     encoder = Path(files["encoder"]) if files.get("encoder") else None
     folder = encoder.parent if encoder else (Path(files["generator"]).parent if files.get("generator") else None)
-    return ModelFiles(entry.name, registry.load_generator(entry), load_encoder(encoder) if encoder and encoder.is_file() else None,
+    G = registry.load_generator(entry)
+    return ModelFiles(entry.name, G, load_encoder(encoder, G) if encoder and encoder.is_file() else None,
                       getattr(entry, "alignment", UNKNOWN_ALIGNMENT), folder, entry.file("directions"))  # fmt: skip
 
 
@@ -145,7 +146,7 @@ class Model:
 
     name: str
     generator: Generator
-    encoder: Encoder | None
+    encoder: Encoder | IterativeEncoder | None
     template: str  # alignment template of its training faces
     directions: dict[str, Direction]
     directions_note: str  # why there are none, when there are none
