@@ -79,6 +79,9 @@ def write_model_card(model_dir: Path, bench: dict, comparison: dict | None = Non
             lines.append(f"| {kind} | " + " | ".join(_fmt(values[k]) if k in values else "-" for k in keys) + " |")
     extras = [(name, text) for name, text in (
         ("DIRECTIONS.md", "edit directions, how they were found and what each edit measurably does"),
+        ("refiner.safetensors", "the encoder's refiner: corrections of its guess, each from the photo and the photo minus "
+                                "what the guess draws (`python -m pipeline train encoder --refine-steps 3 --calibrated`); "
+                                "its training and held-out numbers before and after are in `encoder_training.json`"),
         ("talk_map.safetensors", "the talking-head map (landmarks to latent offsets, `python -m pipeline train talkmap`)"),
         ("prior.safetensors", "the random-face prior: a Gaussian mixture fitted to the encoded W+ of training faces "
                               "(`python -m pipeline train prior`); samples, and truncation towards each one's own mode, use it"),
