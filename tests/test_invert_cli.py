@@ -159,20 +159,8 @@ def test_train_encoder_with_refine_steps_writes_a_refiner_the_model_then_uses(tm
 
     # invert on that folder starts from the refined guess and writes a latent.
     latent = tmp_path / "face.safetensors"
-    args = [
-        "invert",
-        str(face()),
-        "--weights",
-        str(out),
-        "--model",
-        "tiny",
-        "--aligned",
-        "--steps",
-        "0",
-        "--out",
-        str(latent),
-        "--json",
-    ]
+    args = ["invert", str(face()), "--weights", str(out), "--model", "tiny", "--aligned", "--steps", "0",
+            "--out", str(latent), "--json"]  # fmt: skip
     assert cli.main(args) == 0
     assert load_latent_for(latent, G, "tiny").latent.shape == (1, TINY.n_latent, 32)
 

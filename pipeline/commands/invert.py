@@ -224,26 +224,19 @@ def evenly_spaced(items: list, n: int) -> list:
 def run_train_encoder(args: argparse.Namespace) -> int:
     from ..bench.inversion import identity_function
     from ..errors import UserError
-    from ..models.encoder import IterativeEncoder, refiner_from
+    from ..models.encoder import with_refiner
     from ..training.data import load_faces
     from ..training.encoder_train import EncoderRecipe, file_digest, train_encoder, write_encoder
 
     if not args.data.is_dir():
         raise UserError(f"training data folder not found: {args.data}")
+    if args.refine_steps < 0:
+        raise UserError("--refine-steps must be 0 or more")
     set_threads(args.threads)
     m = load_model(args.model, args.weights)
     if m.encoder is None:
         raise UserError(f"model {m.name} has no encoder.safetensors to fine-tune")
-    if args.refine_steps < 0:
-        raise UserError("--refine-steps must be 0 or more")
-    encoder = m.encoder
-    if args.refine_steps:
-        encoder = (
-            encoder
-            if isinstance(encoder, IterativeEncoder)
-            else IterativeEncoder(encoder, refiner_from(encoder), m.generator)
-        )
-        encoder.steps = args.refine_steps
+    encoder = with_refiner(m.encoder, m.generator, args.refine_steps) if args.refine_steps else m.encoder
     out = args.out or m.folder
     if out is None:
         raise UserError("give --out: the model folder is unknown")

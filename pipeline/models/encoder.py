@@ -183,6 +183,13 @@ class IterativeEncoder(nn.Module):
         return w.unsqueeze(1) + offsets
 
 
+def with_refiner(encoder: Encoder | IterativeEncoder, generator: nn.Module, steps: int) -> IterativeEncoder:
+    """``encoder`` with ``steps`` corrections: its own refiner if it has one, else one grown from it."""
+    if isinstance(encoder, IterativeEncoder):
+        return IterativeEncoder(encoder.encoder, encoder.refiner, generator, steps)
+    return IterativeEncoder(encoder, refiner_from(encoder), generator, steps)
+
+
 REFINER_FILE = "refiner.safetensors"
 
 

@@ -72,7 +72,7 @@ def file_digest(path: Path) -> str:
 
 
 class EncoderTrainer:
-    def __init__(self, G: Generator, encoder: Encoder, recipe: EncoderRecipe, seed: int = 0):
+    def __init__(self, G: Generator, encoder: Encoder | IterativeEncoder, recipe: EncoderRecipe, seed: int = 0):
         torch.manual_seed(seed)
         self.G = G.eval().requires_grad_(False)
         self.E = encoder.train().requires_grad_(False)
