@@ -123,6 +123,11 @@ def test_model_card_records_recipe_numbers_and_limits(tmp_path):
     assert "50% of each batch decoded from W alone" in card and "2 faces held out" in card
     assert "less varied than real faces" in card and "age 22 ± 9 vs 35 ± 18 years" in card
     assert '"ae, 50.4k images"' in card
+    # A pixel critic is named as such, with its regulariser and augmentations.
+    from pipeline.training.model_card import critic_line
+
+    line = critic_line(asdict(RECIPES["sharp-128-r1-anchor-ages"]))
+    assert "hinge PatchGAN" in line and "cutout 0.5" in line and "R1 gamma 1.0" in line and "SqueezeNet" not in line
 
 
 def test_sharp_recipe_grows_the_model_and_trains_it_against_a_patch_critic(tmp_path):
@@ -200,6 +205,46 @@ def test_critic_translation_shifts_each_image_by_its_own_offset_with_zeros_movin
                for i in range(len(images))]  # fmt: skip
     assert all(len(w) == 1 for w in windows)  # exactly one window of its own image
     assert len({next(iter(w)) for w in windows}) > 1  # not one shift for the whole batch
+
+
+def test_critic_cutout_hides_one_square_per_image_where_it_falls():
+    from pipeline.training.sharp import random_cutout
+
+    torch.manual_seed(0)
+    images = torch.rand(64, 3, 16, 16) + 1
+    out = random_cutout(images, ratio=0.5)
+    hidden = out[:, 0] == 0
+    assert torch.equal(out[~hidden[:, None].expand_as(out)], images[~hidden[:, None].expand_as(out)])
+    assert ((out == 0) == hidden[:, None]).all()  # the same square in every channel
+    areas = hidden.sum((1, 2))
+    assert areas.max() == 64 and areas.min() < 64  # an 8-px square, clipped where it crosses the edge
+    assert len({tuple(h.nonzero()[0].tolist()) for h in hidden if h.any()}) > 8  # placed afresh per image
+
+
+def test_r1_penalty_is_the_squared_gradient_of_the_critic_at_the_real_images(tmp_path):
+    from pipeline.training.sharp import SharpTrainer, r1_penalty
+
+    linear = torch.nn.Conv2d(3, 1, 16)  # one logit per 16-px image: grad = its weight
+    images = torch.rand(4, 3, 16, 16)
+    assert torch.isclose(r1_penalty(linear, images), linear.weight.square().sum())
+    blind = torch.nn.Conv2d(3, 1, 16)
+    torch.nn.init.zeros_(blind.weight)
+    assert r1_penalty(blind, images) == 0
+    # Trained with it, the critic's step differs from one without it.
+    recipe = recipe_with("sharp-128-r1-anchor-ages", batch=4, resolution=32, adversarial_after=0, r1_every=1)
+    assert RECIPES["sharp-128-r1-anchor-ages"].r1_gamma > 0 and RECIPES["sharp-128-adv3-anchor-ages"].r1_gamma == 0
+    critics = []
+    for gamma in (0.0, 1.0):
+        trainer = SharpTrainer(recipe_with("sharp-128-r1-anchor-ages", batch=4, resolution=32, adversarial_after=0,
+                                           r1_every=1, r1_gamma=gamma), TINY, tmp_path / f"run{gamma}")  # fmt: skip
+        torch.manual_seed(1)
+        for p in trainer.D.parameters():
+            torch.nn.init.normal_(p, std=0.05)
+        real = trainer_batch(trainer)[:4]
+        torch.manual_seed(2)
+        trainer.step(real)
+        critics.append(torch.cat([p.detach().flatten() for p in trainer.D.parameters()]))
+    assert recipe.cutout == 0.5 and not torch.allclose(critics[0], critics[1])
 
 
 def test_training_on_a_device_pytorch_does_not_have_is_refused(tmp_path, capsys):

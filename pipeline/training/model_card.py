@@ -45,10 +45,7 @@ def write_model_card(model_dir: Path, bench: dict, comparison: dict | None = Non
         "## Recipe",
         f"- `{recipe['name']}`: L1 x{recipe['pixel']} + perceptual (SqueezeNet LPIPS-style) x{recipe['perceptual']}"
         + (
-            f" + non-saturating GAN loss x{recipe['adversarial']} on reconstructions and x{recipe['prior_adversarial']} on prior samples,"
-            f" critic on frozen SqueezeNet features (R1 gamma {recipe['r1_gamma']}), after {recipe['adversarial_after']} images"
-            if recipe["adversarial"] or recipe["prior_adversarial"]
-            else ""
+            critic_line(recipe) if recipe["adversarial"] or recipe["prior_adversarial"] else ""
         )
         + (
             f"; {recipe['offset_dropout']:.0%} of each batch decoded from W alone (offsets dropped), the way samples are made"
@@ -112,3 +109,18 @@ def write_model_card(model_dir: Path, bench: dict, comparison: dict | None = Non
     path = model_dir / "MODEL_CARD.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def critic_line(recipe: dict) -> str:
+    """The adversarial part of a recipe, as the card states it."""
+    if recipe.get("critic") == "patch":
+        augment = "colour, translation" + (f", cutout {recipe['cutout']}" if recipe.get("cutout") else "")
+        return (
+            f" + hinge PatchGAN on pixels x{recipe['adversarial']} (weighted adaptively at the last layer), also on"
+            f" {recipe.get('manifold_codes', 0)} decodes a step of prior samples, mixes and edits; DiffAugment ({augment});"
+            f" R1 gamma {recipe['r1_gamma']}; after {recipe['adversarial_after']} images"
+        )
+    return (
+        f" + non-saturating GAN loss x{recipe['adversarial']} on reconstructions and x{recipe['prior_adversarial']} on prior samples,"
+        f" critic on frozen SqueezeNet features (R1 gamma {recipe['r1_gamma']}), after {recipe['adversarial_after']} images"
+    )

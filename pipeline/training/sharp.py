@@ -60,8 +60,9 @@ class PatchDiscriminator(nn.Module):
         return self.net(image)
 
 
-def diff_augment(images: torch.Tensor, translation: float = 0.125) -> torch.Tensor:
-    """DiffAugment's colour and translation policies: differentiable, fresh per image."""
+def diff_augment(images: torch.Tensor, translation: float = 0.125, cutout: float = 0.0) -> torch.Tensor:
+    """DiffAugment's colour and translation policies (and cutout when ``cutout`` > 0):
+    differentiable, fresh per image."""
     n = images.shape[0]
     rand = lambda: torch.rand(n, 1, 1, 1, device=images.device)  # noqa: E731
     x = images + (rand() - 0.5)
@@ -69,7 +70,30 @@ def diff_augment(images: torch.Tensor, translation: float = 0.125) -> torch.Tens
     x = (x - mean) * (rand() * 2) + mean
     mean = x.mean((1, 2, 3), keepdim=True)
     x = (x - mean) * (rand() + 0.5) + mean
-    return random_translate(x, translation)
+    x = random_translate(x, translation)
+    return random_cutout(x, cutout) if cutout > 0 else x
+
+
+def random_cutout(images: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
+    """DiffAugment's cutout: a square of ``ratio`` of the side zeroed in each image, where it
+    falls; a critic that cannot see the whole face at once memorises the few faces it has less."""
+    n, size, device = images.shape[0], images.shape[-1], images.device
+    side = int(size * ratio + 0.5)
+    corner = torch.randint(-(side // 2), size - side // 2 + 1, (n, 2, 1), device=device)
+    grid = torch.arange(size, device=device)
+    rows = ((grid - corner[:, 0]) >= 0) & ((grid - corner[:, 0]) < side)
+    cols = ((grid - corner[:, 1]) >= 0) & ((grid - corner[:, 1]) < side)
+    keep = ~(rows[:, :, None] & cols[:, None, :])
+    return images * keep[:, None].to(images.dtype)
+
+
+def r1_penalty(critic: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): the squared gradient of the critic's mean patch logit with
+    respect to each real image, averaged over the batch. It keeps the critic smooth around the
+    data instead of sharpening on the few thousand faces it has seen many times."""
+    images = images.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(images).mean((1, 2, 3)).sum(), images, create_graph=True)
+    return grad.square().sum((1, 2, 3)).mean()
 
 
 def random_translate(images: torch.Tensor, translation: float = 0.125) -> torch.Tensor:
@@ -280,7 +304,7 @@ class SharpTrainer(Trainer):
                 fakes = torch.cat(
                     [fake, G.synthesis(self.manifold_codes(w.detach(), offsets.detach(), r.manifold_codes))]
                 )
-            adv = -D(diff_augment(fakes)).mean()
+            adv = -D(diff_augment(fakes, cutout=r.cutout)).mean()
             if self.state.step % ADAPTIVE_EVERY == 0 or not self.adaptive_weight:
                 self.adaptive_weight = self.last_layer_weight(rec, adv)
             loss = loss + r.adversarial * self.adaptive_weight * adv
@@ -288,7 +312,9 @@ class SharpTrainer(Trainer):
         descend(self.opt_g, loss)
 
         if gan_on:
-            d_loss = hinge_critic_loss(D(diff_augment(real)), D(diff_augment(fakes.detach())))
+            d_loss = hinge_critic_loss(D(diff_augment(real, cutout=r.cutout)), D(diff_augment(fakes.detach(), cutout=r.cutout)))
+            if r.r1_gamma and self.state.step % r.r1_every == 0:  # lazy, as StyleGAN2: every r1_every steps, scaled up
+                d_loss = d_loss + r.r1_gamma / 2 * r1_penalty(D, diff_augment(real, cutout=r.cutout)) * r.r1_every
             descend(self.opt_d, d_loss)
             logs["d"] = d_loss.item()
 
