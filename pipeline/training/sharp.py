@@ -314,7 +314,9 @@ class SharpTrainer(Trainer):
         if gan_on:
             d_loss = hinge_critic_loss(D(diff_augment(real, cutout=r.cutout)), D(diff_augment(fakes.detach(), cutout=r.cutout)))
             if r.r1_gamma and self.state.step % r.r1_every == 0:  # lazy, as StyleGAN2: every r1_every steps, scaled up
-                d_loss = d_loss + r.r1_gamma / 2 * r1_penalty(D, diff_augment(real, cutout=r.cutout)) * r.r1_every
+                r1 = r1_penalty(D, diff_augment(real, cutout=r.cutout))
+                d_loss = d_loss + r.r1_gamma / 2 * r1 * r.r1_every
+                logs["r1"] = r1.item()
             descend(self.opt_d, d_loss)
             logs["d"] = d_loss.item()
 
