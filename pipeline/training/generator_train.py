@@ -137,8 +137,8 @@ RECIPES = {
     # shown faces with a square hidden (cutout 0.5, DiffAugment's third policy). Past 906.2k a
     # stronger critic kept the samples sharp (adv6) but KID drifted all the same while the critic's
     # gradients on the fakes grew against reconstruction's: the signs of a critic sharpening on a
-    # small data set (UTKFace: ~20k faces, each seen ~45 times). At gamma 1 the penalty (about 2.3 a
-    # face at 906.2k) swamped the hinge loss: the critic went blind to the fakes, the adaptive weight
+    # small data set (UTKFace: ~20k faces, each seen ~45 times). At gamma 1 the penalty (R1 about 41
+    # a face at 906.2k) swamped the hinge loss: the critic went blind to the fakes, the adaptive weight
     # rose tenfold and L1 went from 0.13 to 0.23 in 4k images, so that run was stopped.
     "sharp-128-r1-cutout-anchor-ages": replace(ANCHOR, name="sharp-128-r1-cutout-anchor-ages", age_balance=0.5, r1_gamma=1.0, cutout=0.5),
     # The same with R1 alone, at gamma 0.05: on a par with the hinge loss on the steps it is applied.

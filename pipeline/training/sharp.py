@@ -312,9 +312,10 @@ class SharpTrainer(Trainer):
         descend(self.opt_g, loss)
 
         if gan_on:
-            d_loss = hinge_critic_loss(D(diff_augment(real, cutout=r.cutout)), D(diff_augment(fakes.detach(), cutout=r.cutout)))
+            real_seen = diff_augment(real, cutout=r.cutout)
+            d_loss = hinge_critic_loss(D(real_seen), D(diff_augment(fakes.detach(), cutout=r.cutout)))
             if r.r1_gamma and self.state.step % r.r1_every == 0:  # lazy, as StyleGAN2: every r1_every steps, scaled up
-                r1 = r1_penalty(D, diff_augment(real, cutout=r.cutout))
+                r1 = r1_penalty(D, real_seen)
                 d_loss = d_loss + r.r1_gamma / 2 * r1 * r.r1_every
                 logs["r1"] = r1.item()
             descend(self.opt_d, d_loss)
