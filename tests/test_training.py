@@ -70,6 +70,32 @@ def test_compact_state_resumes_and_export_loads(tmp_path):
     assert prior.sample(2, seed=1).shape == (2, G.n_latent, TINY.style_dim) and prior.info["faces"] == len(list_images(DATA)) - 4
 
 
+def test_snapshots_keep_each_point_of_the_run_and_resume_there(tmp_path):
+    recipe = recipe_with("ae", batch=4)
+    run = tmp_path / "run"
+    train(DATA, recipe, run, config=TINY, max_images=24, heldout_count=4, snapshot_every=8, log=lambda m: None)
+    snaps = sorted(p.name for p in (run / "snapshots").iterdir())
+    assert snaps == ["state_00000008.safetensors", "state_00000016.safetensors", "state_00000024.safetensors"]
+    resumed = Trainer(recipe, TINY, tmp_path / "other")
+    resumed.load_compact(run / "snapshots" / snaps[1])
+    assert resumed.state.images_seen == 16
+
+
+def test_a_longer_ema_half_life_moves_the_averaged_weights_less():
+    moved = {}
+    for half_life in (10_000, 40_000):
+        trainer = Trainer(recipe_with("ae", ema_half_life=half_life), TINY, Path("unused"))
+        trainer.state.step = 1_000_000  # long past the averages' warm-up
+        before = [p.clone() for p in trainer.G_ema.parameters()]
+        with torch.no_grad():
+            for p in trainer.G.parameters():
+                p.add_(1.0)
+        trainer.update_averages(16)
+        moved[half_life] = max((a - b).abs().max().item() for a, b in zip(trainer.G_ema.parameters(), before))
+    assert moved[10_000] == pytest.approx(1 - 0.5 ** (16 / 10_000), rel=0.02)  # float32 rounding of the small step
+    assert moved[40_000] == pytest.approx(1 - 0.5 ** (16 / 40_000), rel=0.02)  # float32 rounding of the small step
+
+
 def test_a_state_goes_on_under_another_recipes_learning_rates(tmp_path):
     # An annealed stage resumes a run's full state with lower rates; the optimiser's stored
     # groups must not bring the old ones back.

@@ -26,6 +26,8 @@ def register(sub, groups) -> None:
     p.add_argument("--export", type=Path, default=None, help="after training, write the shippable model here")
     p.add_argument("--compact-state", type=Path, default=DEFAULT_OUT / "train_state.safetensors",
                    help="committed half-precision training state used to resume on a fresh clone")  # fmt: skip
+    p.add_argument("--snapshot-every", type=int, default=None,
+                   help="also keep a compact state every this many images (RUN_DIR/snapshots), to benchmark each")  # fmt: skip
     p.add_argument("--edit-directions", type=Path, default=None,
                    help="directions file fitted on this model's W: the critic's edited codes move along these "
                         "(default: the ones kept in the training state)")  # fmt: skip
@@ -62,7 +64,7 @@ def run_train(args: argparse.Namespace) -> int:
         args.data, recipe, run_dir, max_images=args.max_images, max_minutes=args.max_minutes, max_cpu_minutes=args.max_cpu_minutes,
         resume=not args.fresh, compact_state=args.compact_state, threads=args.threads,
         trainer_class=trainer_for(recipe), edit_directions=args.edit_directions, device=args.device,
-        precision=args.precision,
+        precision=args.precision, snapshot_every=args.snapshot_every,
     )  # fmt: skip
     if args.export:
         export(trainer, args.data, args.export)
