@@ -148,6 +148,8 @@ RECIPES = {
     # fast. Every run from 906.2k held or improved for 20-40k images and then drifted (R1 at gamma
     # 0.05: KID 298/292 by 944.4k, 531/455 by 982.0k), and each halving of the rates so far took
     # KID down (adv3 -> anneal: 643 -> 340); snapshots (--snapshot-every) keep the best on the way.
+    # From 906.2k its untruncated KID was lowest at 950k (231/230 against 261/317), then drifted again
+    # (320/297 by 990k) while the truncated samples' KID kept falling (924 -> 693).
     "sharp-128-r1-slow-anchor-ages": replace(
         ANCHOR, name="sharp-128-r1-slow-anchor-ages", age_balance=0.5, r1_gamma=0.05, lr=0.0000625, d_lr=0.000025,
         ema_half_life=20_000,
