@@ -281,6 +281,15 @@ def test_training_on_a_device_pytorch_does_not_have_is_refused(tmp_path, capsys)
     assert not (tmp_path / "run").exists()
 
 
+def test_a_snapshot_interval_that_is_not_positive_is_refused(tmp_path, capsys):
+    from pipeline.cli import main
+
+    code = main(["train", "generator", "--data", str(DATA), "--recipe", "ae", "--snapshot-every", "0",
+                 "--run-dir", str(tmp_path / "run"), "--max-images", "0"])  # fmt: skip
+    assert code == 2 and "--snapshot-every must be a positive" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_anchored_recipe_holds_the_spread_of_the_codes_both_ways(tmp_path):
     from pipeline.training.sharp import SharpTrainer
 

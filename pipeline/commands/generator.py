@@ -56,6 +56,8 @@ def run_train(args: argparse.Namespace) -> int:
         raise UserError(f"training data folder not found: {args.data}")
     if args.edit_directions is not None and not args.edit_directions.is_file():
         raise UserError(f"directions file not found: {args.edit_directions}")
+    if args.snapshot_every is not None and args.snapshot_every < 1:
+        raise UserError(f"--snapshot-every must be a positive number of images, not {args.snapshot_every}")
     if args.device != "cpu" and not _device_available(args.device):
         raise UserError(f"device {args.device!r} is not available to PyTorch here (train with --device cpu)")
     recipe = recipe_with(args.recipe, batch=args.batch)
