@@ -154,6 +154,12 @@ RECIPES = {
         ANCHOR, name="sharp-128-r1-slow-anchor-ages", age_balance=0.5, r1_gamma=0.05, lr=0.0000625, d_lr=0.000025,
         ema_half_life=20_000,
     ),
+    # Halved once more, from the 950k state: past it the half-rate run's truncated KID kept falling
+    # while the untruncated one drifted back.
+    "sharp-128-r1-quarter-anchor-ages": replace(
+        ANCHOR, name="sharp-128-r1-quarter-anchor-ages", age_balance=0.5, r1_gamma=0.05, lr=0.00003125,
+        d_lr=0.0000125, ema_half_life=40_000,
+    ),
     # The same without the off-data codes: the critic sees reconstructions only.
     "sharp-128-rec": _sharp("sharp-128-rec", manifold_codes=0),
 }

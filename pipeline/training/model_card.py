@@ -26,7 +26,7 @@ def write_model_card(model_dir: Path, bench: dict, comparison: dict | None = Non
     lines = [
         f"# {model_dir.name}: embedded StyleGAN2 face generator",
         "",
-        "The default model of the studio: a small StyleGAN2 trained on a CPU, with the encoder",
+        "An embedded model of the studio: a small StyleGAN2 trained on a CPU, with the encoder",
         "trained jointly with it (first guess for inversions).",
         "",
         "## Data and licence",
@@ -52,12 +52,14 @@ def write_model_card(model_dir: Path, bench: dict, comparison: dict | None = Non
             if recipe.get("offset_dropout")
             else ""
         ),
-        f"- batch {recipe['batch']}, Adam lr {recipe['lr']}, latent noise {recipe['latent_noise']} std, EMA half-life 10k images.",
+        f"- batch {recipe['batch']}, Adam lr {recipe['lr']}, latent noise {recipe['latent_noise']} std, "
+        f"EMA half-life {recipe.get('ema_half_life', 10_000) // 1000}k images.",
         f"- Images seen: {train['images_seen']:,}; CPU time {train['cpu_seconds'] / 3600:.2f} h "
         f"(wall {train['wall_seconds'] / 3600:.2f} h) on {platform.machine()} CPU, PyTorch {torch.__version__}"
         + (f"; {train['bf16_images']:,} of the images with bfloat16 autocast." if train.get("bf16_images") else "."),
         "- Resume: `nice -n 19 .venv/bin/python -m pipeline train generator --data ../shared/data/utkface "
-        "--export weights/utkface-64` (continues from `train_state.safetensors`).",
+        f"--recipe {recipe['name']} --compact-state weights/{model_dir.name}/train_state.safetensors` (continues from "
+        "that compact state; `--export DIR` writes a model folder, whose encoder `train encoder` then fine-tunes).",
         "",
         "## Quality (`python -m pipeline bench generator`)",
         "| measure | value |",
@@ -91,7 +93,9 @@ def write_model_card(model_dir: Path, bench: dict, comparison: dict | None = Non
     lines += [
         "",
         "## Limitations",
-        "- 64 px output; faces are soft and lack fine detail. Use the hub FFHQ model for high resolution.",
+        f"- {config['resolution']} px output"
+        + ("; faces are soft and lack fine detail" if config["resolution"] < 128 else "; GAN artefacts (mottled skin) on some faces")
+        + ". Use the hub FFHQ model for high resolution.",
         "- UTKFace's age, gender and ethnicity balance is inherited; attribute edits reflect it.",
     ]
     if attributes and "samples" in attributes and "real" in attributes:
