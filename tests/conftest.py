@@ -1,7 +1,11 @@
 """Fixtures shared by several test modules."""
 
+from pathlib import Path
+
 import pytest
 import torch
+
+DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture(scope="module")
@@ -11,3 +15,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def astronaut(studio):
+    """The astronaut photo's face, aligned and encoded by the module's ``studio`` fixture."""
+    session = studio.new_session()
+    studio.open_photo(session, DATA / "faces" / "astronaut.png")
+    studio.align(session, 0)
+    studio.encode(session)
+    return session

@@ -1,8 +1,6 @@
 """The 128-px embedded model ships complete: it loads from the registry with everything the studio
 uses (encoder, prior, directions, talk map), draws faces at 128 px, and edits a photo's face."""
 
-from pathlib import Path
-
 import pytest
 
 from pipeline.faces.attributes import analyze
@@ -11,22 +9,12 @@ from pipeline.models.perceptual import perceptual_distance
 from pipeline.models.render import from_uint8
 from pipeline.studio import Studio
 
-DATA = Path(__file__).parent / "data"
 NAME = "utkface-128"
 
 
 @pytest.fixture(scope="module")
 def studio(one_thread):
     return Studio(NAME)
-
-
-@pytest.fixture(scope="module")
-def astronaut(studio):
-    session = studio.new_session()
-    studio.open_photo(session, DATA / "faces" / "astronaut.png")
-    studio.align(session, 0)
-    studio.encode(session)
-    return session
 
 
 def test_the_registry_lists_it_with_every_file_in_place():

@@ -22,15 +22,6 @@ def studio(one_thread):
     return Studio()
 
 
-@pytest.fixture(scope="module")
-def astronaut(studio):
-    session = studio.new_session()
-    studio.open_photo(session, DATA / "faces" / "astronaut.png")
-    studio.align(session, 0)
-    studio.encode(session)
-    return session
-
-
 def test_a_zero_edit_gives_the_photo_back(astronaut):
     s = astronaut
     result = render_on_photo(s.photo, s.aligned, s.reconstruction, s.reconstruction)
