@@ -149,6 +149,11 @@ def test_model_card_records_recipe_numbers_and_limits(tmp_path):
     assert "50% of each batch decoded from W alone" in card and "2 faces held out" in card
     assert "less varied than real faces" in card and "age 22 ± 9 vs 35 ± 18 years" in card
     assert '"ae, 50.4k images"' in card
+    # The card names its own recipe, folder and EMA, and what reconstructed the held-out faces.
+    assert f"--recipe ae-w --compact-state weights/{tmp_path.name}/train_state.safetensors" in card
+    assert "EMA half-life 10k images" in card and "by the encoder alone" in card
+    (tmp_path / "refiner.safetensors").write_bytes(b"")
+    assert "by the encoder and its refiner" in write_model_card(tmp_path, bench).read_text()
     # A pixel critic is named as such, with its regulariser and augmentations.
     from pipeline.training.model_card import critic_line
 

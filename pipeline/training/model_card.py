@@ -67,7 +67,8 @@ def write_model_card(model_dir: Path, bench: dict, comparison: dict | None = Non
         rows,
     ]
     if recon_rows:
-        lines += ["", "Reconstruction of held-out faces by the encoder alone:", "", "| measure | value |", "|---|---|", recon_rows]
+        by = "the encoder and its refiner" if (model_dir / "refiner.safetensors").exists() else "the encoder alone"
+        lines += ["", f"Reconstruction of held-out faces by {by}:", "", "| measure | value |", "|---|---|", recon_rows]
     attributes = bench.get("attributes")
     if attributes:
         keys = ["age_mean", "age_std", "female_share", "identity_pairwise_distance"]
