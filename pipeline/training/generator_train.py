@@ -88,6 +88,10 @@ def _sharp(name: str, **changes) -> Recipe:
 ADV3_ANNEAL = _sharp("sharp-128-adv3-anneal", adversarial=3.0, lr=0.00025, d_lr=0.0001)
 ANNEAL2 = replace(ADV3_ANNEAL, name="sharp-128-adv3-anneal2", lr=0.000125, d_lr=0.00005)
 ANCHOR = replace(ANNEAL2, name="sharp-128-adv3-anchor", w_variance=120.0, w_variance_weight=10.0)
+R1_SLOW = replace(
+    ANCHOR, name="sharp-128-r1-slow-anchor-ages", age_balance=0.5, r1_gamma=0.05, lr=0.0000625, d_lr=0.000025,
+    ema_half_life=20_000,
+)
 
 RECIPES = {
     # Reconstruction only: L1 + perceptual distance.
@@ -150,15 +154,11 @@ RECIPES = {
     # KID down (adv3 -> anneal: 643 -> 340); snapshots (--snapshot-every) keep the best on the way.
     # From 906.2k its untruncated KID was lowest at 950k (231/230 against 261/317), then drifted again
     # (320/297 by 990k) while the truncated samples' KID kept falling (924 -> 693).
-    "sharp-128-r1-slow-anchor-ages": replace(
-        ANCHOR, name="sharp-128-r1-slow-anchor-ages", age_balance=0.5, r1_gamma=0.05, lr=0.0000625, d_lr=0.000025,
-        ema_half_life=20_000,
-    ),
+    "sharp-128-r1-slow-anchor-ages": R1_SLOW,
     # Halved once more, from the 950k state: past it the half-rate run's truncated KID kept falling
     # while the untruncated one drifted back.
     "sharp-128-r1-quarter-anchor-ages": replace(
-        ANCHOR, name="sharp-128-r1-quarter-anchor-ages", age_balance=0.5, r1_gamma=0.05, lr=0.00003125,
-        d_lr=0.0000125, ema_half_life=40_000,
+        R1_SLOW, name="sharp-128-r1-quarter-anchor-ages", lr=0.00003125, d_lr=0.0000125, ema_half_life=40_000
     ),
     # The same without the off-data codes: the critic sees reconstructions only.
     "sharp-128-rec": _sharp("sharp-128-rec", manifold_codes=0),
