@@ -167,9 +167,9 @@ def test_edit_pastes_back_into_the_photo(model_dir, tmp_path):
 
 def test_bench_edit_reports_goals_and_draws_the_grid(model_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(cli, "COMMAND_MODULES", ["directions"])
-    grid, out = tmp_path / "grid.png", tmp_path / "edit.json"
+    out = tmp_path / "edit_tiny.json"  # the pictures are named after it, so runs on two models keep both
     args = ["bench", "edit", "--weights", str(model_dir), "--model", "tiny", "--n", "2", "--n-real", "0",
-            "--leakage-random", "3", "--grid", str(grid), "--out", str(out), "--json", "--card"]  # fmt: skip
+            "--leakage-random", "3", "--out", str(out), "--json", "--card"]  # fmt: skip
     assert cli.main(args) == 0
     result = json.loads(capsys.readouterr().out)
     assert result == json.loads(out.read_text())
@@ -183,6 +183,8 @@ def test_bench_edit_reports_goals_and_draws_the_grid(model_dir, tmp_path, capsys
     rise = samples["emotion_rise_at_plus2"]  # the tiny model's only emotion
     assert set(rise) == {"happy"} and result["goals_samples"]["every_emotion_plus2_probability"]["value"] == rise["happy"]
     # rows: the two directions; columns: seven strengths, 64 px tiles after a label column
+    grid = tmp_path / "edit_grid_tiny.png"
+    assert result["grid"] == str(grid)
     height, width = np.asarray(Image.open(grid)).shape[:2]
     assert width > 7 * 64 and 2 * 64 < height < 3 * 64
     card = (model_dir / "DIRECTIONS.md").read_text()
@@ -192,4 +194,13 @@ def test_bench_edit_reports_goals_and_draws_the_grid(model_dir, tmp_path, capsys
     leakage = result["leakage"]["random"]
     assert leakage["faces"] == 3 and set(leakage["matrix"]) == {"age", "happy"}
     assert {"age", "gender", "skin", "yaw", "identity"} <= set(leakage["matrix"]["age"])
-    assert Path(leakage["picture"]).is_file() and "### Leakage matrix" in card
+    assert leakage["picture"] == str(tmp_path / "leakage_random_tiny.png") and Path(leakage["picture"]).is_file()
+    assert "### Leakage matrix" in card and "leakage_random_tiny.png" in card
+
+
+def test_bench_edit_pictures_take_the_tail_of_the_json_name():
+    from pipeline.commands.directions import picture_tag
+
+    assert picture_tag(Path("bench/edit.json")) == ""  # the default model's pictures keep their names
+    assert picture_tag(Path("bench/edit_utkface-128.json")) == "_utkface-128"
+    assert picture_tag(Path("runs/trial.json")) == "_trial"

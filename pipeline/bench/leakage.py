@@ -95,9 +95,9 @@ def markdown(table: dict) -> str:
 
 
 def bench_leakage(model, directions: Mapping[str, Direction], photo_paths: Sequence[Path], n_random: int,
-                  folder: Path, steps: int = 100, spread: Mapping[str, float] | None = None,
+                  folder: Path, tag: str = "", steps: int = 100, spread: Mapping[str, float] | None = None,
                   log: Log = print) -> dict:  # fmt: skip
-    """Both matrices with their pictures (``folder``/leakage_*.png) and per-direction summaries;
+    """Both matrices with their pictures (``folder``/leakage_{photos,random}``tag``.png) and per-direction summaries;
     ``spread``: each attribute's standard deviation over real faces (the search's), the unit."""
     from types import SimpleNamespace
 
@@ -114,6 +114,6 @@ def bench_leakage(model, directions: Mapping[str, Direction], photo_paths: Seque
         out["random"] = {"faces": n_random, "matrix": decorrelation.random_faces(model.generator, model.directions, n_random, 0, log, spread)}
     for part in ("photos", "random"):
         if part in out:
-            out[part]["picture"] = str(heatmap(out[part]["matrix"], folder / f"leakage_{part}.png"))
+            out[part]["picture"] = str(heatmap(out[part]["matrix"], folder / f"leakage_{part}{tag}.png"))
             out[part]["summary"] = summary(out[part]["matrix"])
     return out

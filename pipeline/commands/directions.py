@@ -77,10 +77,11 @@ def register(sub, groups) -> None:
         "--data", type=Path, default=DEFAULT_DATA, help="UTKFace photos: held-out faces are encoded and edited"
     )
     p.add_argument("--n-real", type=int, default=50, help="held-out photos to edit (0: none)")
-    p.add_argument(
-        "--grid", type=Path, default=Path("bench/edit_grid.png"), help="PNG: rows attributes, columns strengths"
-    )
-    p.add_argument("--out", type=Path, default=Path("bench/edit.json"), help="the JSON is also written here")
+    p.add_argument("--grid", type=Path, default=None,
+                   help="PNG: rows attributes, columns strengths (default: beside --out, named after it)")  # fmt: skip
+    p.add_argument("--out", type=Path, default=Path("bench/edit.json"),
+                   help="the JSON is also written here; the pictures beside it take its name's tail "
+                        "(bench/edit_utkface-128.json: edit_grid_utkface-128.png, leakage_random_utkface-128.png)")  # fmt: skip
     p.add_argument("--leakage-photos", type=int, default=8,
                    help="held-out photos edited at photo resolution for the leakage matrix (0: none)")  # fmt: skip
     p.add_argument("--leakage-random", type=int, default=48, help="random faces for the leakage matrix (0: none)")
@@ -303,6 +304,13 @@ def paste(photo, face, args: argparse.Namespace, template: str, stored: dict | N
 # --------------------------------------------------------------------------- bench
 
 
+def picture_tag(out: Path) -> str:
+    """What tells one run's pictures from another's: the tail of the JSON's name after "edit"
+    (bench/edit_utkface-128.json -> "_utkface-128"; bench/edit.json -> "")."""
+    tail = out.stem.removeprefix("edit")
+    return tail if not tail or tail[0] in "_-" else f"_{tail}"
+
+
 def run_bench(args: argparse.Namespace) -> int:
     from ..bench.edit import bench_edits
     from ..errors import UserError
@@ -323,7 +331,9 @@ def run_bench(args: argparse.Namespace) -> int:
             raise UserError(f"data folder not found: {args.data} (or give --n-real 0)")
         _, held = heldout_and_train_files(args.data, m.folder)
         real = load_faces(args.data, evenly_spaced(held, args.n_real), m.generator.config.resolution)
-    result = bench_edits(m.generator, directions, args.n, m.encoder, real, grid=args.grid,
+    tag = picture_tag(args.out)
+    grid = args.grid or args.out.with_name(f"edit_grid{tag}.png")
+    result = bench_edits(m.generator, directions, args.n, m.encoder, real, grid=grid,
                          log=lambda s: print(s, file=sys.stderr))  # fmt: skip
     result["model"] = m.name
     if args.leakage_photos or args.leakage_random:
@@ -336,7 +346,7 @@ def run_bench(args: argparse.Namespace) -> int:
         from ..latent.directions import read_report
 
         spread = read_report(path).get("attribute_sd") if path.is_file() else None
-        result["leakage"] = bench_leakage(m, directions, photos, args.leakage_random, args.out.parent, spread=spread,
+        result["leakage"] = bench_leakage(m, directions, photos, args.leakage_random, args.out.parent, tag, spread=spread,
                                           log=lambda s: print(s, file=sys.stderr))  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
