@@ -229,6 +229,25 @@ def test_covariate_fit_separates_an_attribute_from_what_goes_with_it():
     assert "skin" in held_attributes("age") and "smile" not in held_attributes("happy")
 
 
+def test_age_is_fitted_on_the_mens_slope_when_women_drift_towards_men_as_they_age():
+    """In the data, women's codes move towards men's as they age: the pooled slope carries that
+    drift (and turned aged women into men), the men's slope does not."""
+    from pipeline.training.covariate_directions import MEN_SLOPE, fit_conditional
+
+    rng = np.random.default_rng(2)
+    n = 4000
+    age, female = rng.normal(size=n), rng.integers(0, 2, n).astype(float)
+    b_age, b_male = np.eye(16)[0], np.eye(16)[1]
+    w = np.outer(age, b_age) + np.outer(1 - female + 0.5 * age * female, b_male) + 0.1 * rng.normal(size=(n, 16))
+    race = rng.integers(0, 5, n)
+    pooled = fit_conditional(w, age, [female], race)
+    men = fit_conditional(w, age, [female], race, interaction=female)
+    pooled, men = pooled / np.linalg.norm(pooled), men / np.linalg.norm(men)
+    assert pooled @ b_male > 0.2  # ageing also moves towards men
+    assert abs(men @ b_male) < 0.05 and men @ b_age > 0.99
+    assert "age" in MEN_SLOPE
+
+
 def test_decorrelation_cancels_what_a_direction_moves_but_keeps():
     """A 'sad' direction that also opens the eyes is corrected by the eyes' own direction, so the
     eyes stay put and sadness still moves; a clean direction is left as it was."""

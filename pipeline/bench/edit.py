@@ -214,7 +214,8 @@ def covariates_text(search: dict) -> str:
              "standard deviations of the codes along each direction.",
              "", "| attribute | photos | correlation | keeps |", "|---|---|---|---|"]  # fmt: skip
     for name, f in search["fits"].items():
-        lines.append(f"| {name} | {f['photos']} | {f['correlation']:+.3f} | {', '.join(f['keeps'])} |")
+        slope = " (the slope among men, with age x female fitted beside it)" if f.get("slope") == "men" else ""
+        lines.append(f"| {name}{slope} | {f['photos']} | {f['correlation']:+.3f} | {', '.join(f['keeps'])} |")
     later = {k: v for k, v in (search.get("rows") or {}).items() if v[0] > 0}
     if later:
         lines += ["", f"Each direction starts at the W+ row that keeps the person best at +2 sd while keeping {LAYER_KEEP:.0%} "
