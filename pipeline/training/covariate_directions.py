@@ -42,7 +42,8 @@ MIN_AGE = 10  # the other fits leave out small children, whose faces the classif
 # Fitted with an attribute x female term, and the slope among men kept. Encoded women drift towards
 # men's codes as they age in UTKFace (and the gender net reads older women as men more often), so
 # the slope pooled over both, or the women's own, aged women into men: on utkface-128, age +3 sd on
-# 40 held-out photos flipped 6 of 20 women (the women's slope 8, the men's 0).
+# 40 held-out photos flipped 6 of 20 women on its 81.6k refiner's codes (the women's slope 8, the
+# men's 0), and 4 on its shipped refiner's (the men's 0).
 MEN_SLOPE = ("age",)
 RACES = 5  # UTKFace's race labels (0 White, 1 Black, 2 Asian, 3 Indian, 4 Other)
 
