@@ -124,7 +124,8 @@ def covariate_directions(
         lo, hi = ADULT_AGES if name == "age" else (MIN_AGE, 200)
         rows = found & (columns["age"] >= lo) & (columns["age"] <= hi)
         held = held_attributes(name)
-        by_sex = columns["gender"][rows] if name in MEN_SLOPE else None
+        men_slope = name in MEN_SLOPE
+        by_sex = columns["gender"][rows] if men_slope else None
         coef = fit_conditional(w[rows], columns[name][rows], [columns[c][rows] for c in held], race[rows], by_sex)
         vector = coef / np.linalg.norm(coef)
         scale = float((w @ vector).std())
@@ -132,14 +133,14 @@ def covariate_directions(
         # The same fit without the covariates: what the attribute drags along in the data.
         alone = np.linalg.lstsq(np.column_stack([columns[name][rows], np.ones(rows.sum())]), w[rows], rcond=None)[0][0]
         alone = alone / np.linalg.norm(alone)
-        info = {"method": "covariate regression" + (", men's slope" if name in MEN_SLOPE else ""),
+        info = {"method": "covariate regression" + (", men's slope" if men_slope else ""),
                 "keeps": list(held), "photos": int(rows.sum()),
                 "correlation": round(corr, 4), "alone_scale": round(float((w @ alone).std()), 5),
                 "alone_cosine": round(float(alone @ vector), 4)}  # fmt: skip
         directions[name] = Direction(name, torch.from_numpy(vector).float(), (0, n_latent), scale, "attribute", info,
                                      torch.from_numpy(alone).float())  # fmt: skip
         report["fits"][name] = {"photos": int(rows.sum()), "correlation": round(corr, 4), "keeps": list(held),
-                                "slope": "men" if name in MEN_SLOPE else "all"}  # fmt: skip
+                                "slope": "men" if men_slope else "all"}  # fmt: skip
         log(f"{name}: correlation {corr:+.3f} over {rows.sum()} photos, keeps {', '.join(held)}")
     report["seconds"] = round(time.monotonic() - started, 1)
     return directions, report
