@@ -25,11 +25,12 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from pipeline.latent.files import Latent, save_latent
+from pipeline.models import registry
 
 DATA = Path(__file__).parent / "data"
 FACE = DATA / "faces" / "astronaut.png"
 SPEECH = DATA / "audio" / "cmu_arctic_us_aew_a0001.wav"
-MODEL = "utkface-64"  # the model the surfaces run (the embedded model, or a folder standing in for it)
+MODEL = registry.default_model().name  # the model the surfaces run (the embedded model, or a folder standing in for it)
 SHELL = "Hello; rm -rf ~ && $(touch {canary}) | `touch {canary}` > {canary} 'quoted' \"double\" \\ %PATH% *"
 
 

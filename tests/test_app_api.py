@@ -28,6 +28,7 @@ from gradio_client.exceptions import AppError  # noqa: E402
 from app_ui.widgets import slot_names  # noqa: E402
 from pipeline.latent.directions import Direction  # noqa: E402
 from pipeline.latent.files import load_latent_for  # noqa: E402
+from pipeline.models import registry  # noqa: E402
 from pipeline.models.checkpoints import generator_from_state_dict, load_native, save_native  # noqa: E402
 from pipeline.models.encoder import Encoder, EncoderConfig, save_encoder  # noqa: E402
 from pipeline.models.generator import Generator  # noqa: E402
@@ -36,8 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
 PHOTO = DATA / "faces" / "astronaut.png"
 SPEECH = DATA / "audio" / "cmu_arctic_us_aew_a0001.wav"
-MODEL = "utkface-64"  # the model name the local folder stands in for
-EMBEDDED = ROOT / "weights" / MODEL
+MODEL = registry.default_model().name  # the model name the local folder stands in for
+EMBEDDED = ROOT / "weights" / "utkface-64"  # the smaller embedded model: the folder's fast weights
 
 
 def small_model(folder: Path, directions: bool = True) -> Path:

@@ -22,15 +22,11 @@ from pipeline.studio import Studio
 
 CASES = corpus()
 ROOT = Path(__file__).resolve().parents[1]
-TALK_MAP = ROOT / "weights" / MODEL / "talk_map.safetensors"
 
 
 @pytest.fixture(scope="module")
 def model_folder(tmp_path_factory) -> Path:
-    folder = small_model(tmp_path_factory.mktemp("model"))
-    if TALK_MAP.is_file() and not (folder / TALK_MAP.name).exists():
-        (folder / TALK_MAP.name).symlink_to(TALK_MAP)
-    return folder
+    return small_model(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ def run(capsys, *argv) -> dict | list:
 
 def test_models_lists_the_default_model_first(capsys):
     models = run(capsys, "models", "--json")
-    assert models[0]["name"] == "utkface-64" and models[0]["default"] is True
+    assert models[0]["name"] == "utkface-128" and models[0]["default"] is True
     assert {"status", "resolution", "alignment"} <= models[0].keys()
 
 

@@ -180,7 +180,7 @@ def test_a_painting_is_aligned_inverted_and_pasted_back_with_the_embedded_model(
     out = tmp_path / "mona.latent.safetensors"
     assert cli.main(["invert", str(painting), "--steps", "5", "--out", str(out), "--json", "--threads", "1"]) == 0
     info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert info["aligned_here"] and info["model"] == "utkface-64" and info["steps"] <= 5
+    assert info["aligned_here"] and info["model"] == "utkface-128" and info["steps"] <= 5
     assert info["identity_distance"] is not None and 0 < info["lpips"] < 0.5
     # The latent remembers where the face came from: pasting back needs no other file.
     latent = load_latent(out)
@@ -188,7 +188,7 @@ def test_a_painting_is_aligned_inverted_and_pasted_back_with_the_embedded_model(
     assert latent.source_sha256 == hashlib.sha256(painting.read_bytes()).hexdigest()
     assert latent.transform["source_size"] == [photo.shape[1], photo.shape[0]] and latent.transform["template"] == "utkface"
     preview = np.asarray(Image.open(out.with_suffix(".png")).convert("RGB"))
-    assert preview.shape == (64, 64, 3)
+    assert preview.shape == (128, 128, 3)  # the model view, at the default model's resolution
 
     edited = tmp_path / "smile.png"
     assert cli.main(["edit", str(out), "--set", "smile=+1", "-o", str(edited), "--paste-back", str(painting)]) == 0

@@ -19,7 +19,9 @@ DATA = Path(__file__).parent / "data"
 
 @pytest.fixture(scope="module")
 def studio(one_thread):
-    return Studio()
+    # The 64-px model: the astronaut's face (about 110 px in her 512-px photo) is then larger
+    # than the model's, as most photos' faces are.
+    return Studio("utkface-64")
 
 
 def test_a_zero_edit_gives_the_photo_back(astronaut):
@@ -60,6 +62,18 @@ def test_a_live_edit_shows_the_face_first_and_its_scores_after(studio, astronaut
     assert full.scores["lpips"] == studio.edit(astronaut, {"smile": 2.0}).scores["lpips"]  # the cached target agrees
     with pytest.raises(UserError, match="edit the face first"):
         studio.edit_scores(studio.new_session())
+
+
+def test_the_scores_are_read_on_the_face_the_user_sees(studio, astronaut):
+    from pipeline.studio.scores import analyze_faces
+
+    zero = studio.edit(astronaut, {})
+    # The zero edit is the photo itself: it reads as the photo, not as the model's reconstruction.
+    assert zero.scores["identity_distance"] == 0 and zero.scores["psnr_db"] == 100
+    assert {k: zero.scores[k] for k in ("age", "gender", "emotion")} == {k: zero.scores["input"][k] for k in ("age", "gender", "emotion")}
+    older = studio.edit(astronaut, {"age": 2.0})
+    shown = analyze_faces([older.face])[0]  # the face at the photo's resolution
+    assert older.scores["age"] == round(shown.age, 1) > zero.scores["age"]
 
 
 def test_a_face_smaller_than_the_model_still_renders(studio):

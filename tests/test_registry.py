@@ -54,7 +54,7 @@ def hub_cache(tmp_path):
 
 def test_registry_lists_embedded_default_and_ffhq():
     names = [e.name for e in registry.list_models()]
-    assert names[0] == "utkface-64" == registry.default_model().name
+    assert names[0] == "utkface-128" == registry.default_model().name
     ffhq = registry.get_model("ffhq-1024")
     assert ffhq.format == "rosinality" and ffhq.resolution == 1024 and ffhq.alignment == "ffhq"
     assert ffhq.hub[0].revision == "5fde0cdb3664b04e8126dc6b0cab010e7813c18b"

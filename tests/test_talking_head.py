@@ -17,6 +17,7 @@ from test_app_api import small_model
 from pipeline import studio as studio_module
 from pipeline.cli import main
 from pipeline.latent.files import Latent, save_latent
+from pipeline.models import registry
 from pipeline.models.checkpoints import load_native
 from pipeline.talk.atnet import load_talk_model
 from pipeline.talk.audio import FPS
@@ -36,7 +37,7 @@ from pipeline.talk.talking_head import (
 from pipeline.talk.video import probe
 from pipeline.training.talk_map import fit_talk_map
 
-MODEL = "utkface-64"  # the name the test model folder stands in for
+MODEL = registry.default_model().name  # the name the test model folder stands in for
 NOISE_CLIP = "tests/data/audio/noise_doing_the_dishes_50s-53s.wav"
 
 

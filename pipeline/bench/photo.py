@@ -31,7 +31,7 @@ from .. import provenance
 from ..faces.align import AlignedFace, apply
 from ..faces.attributes import AGE_BINS, analyze, identity_distance
 from ..faces.paste import paste_back, paste_mask
-from ..faces.photo_render import face_view, render_on_photo
+from ..faces.photo_render import face_side_in_photo, face_view, render_on_photo
 from ..models.perceptual import perceptual_distance
 from ..models.render import from_uint8
 
@@ -179,7 +179,7 @@ def speed(studio, photo_path: Path, repeats: int = 5) -> dict:
     session = invert_photo(studio, photo_path, steps=0)
     studio.edit(session, {"smile": 1.0}, scores=False)
     first = time.perf_counter() - start
-    scale = SPEED_FACE / face_view(session.photo, session.aligned).shape[0]
+    scale = SPEED_FACE / face_side_in_photo(session.aligned)
     height, width = session.photo.shape[:2]
     big = np.asarray(Image.fromarray(session.photo).resize((round(width * scale), round(height * scale)), Image.Resampling.BICUBIC))
     session = invert_photo(studio, png_bytes(big), steps=0)

@@ -95,11 +95,16 @@ def _flow(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(source, target, None)
 
 
-def face_size_in_photo(aligned: AlignedFace) -> int:
-    """Side of the aligned square at the photo's own scale (one photo pixel per pixel)."""
+def face_side_in_photo(aligned: AlignedFace) -> float:
+    """Side of the aligned square in the photo's own pixels."""
     m = aligned.matrix_for(aligned.size, aligned.size)
-    scale = float(np.sqrt(abs(np.linalg.det(m[:2, :2]))))
-    return int(np.clip(round(aligned.size * scale), aligned.size, MAX_FACE))
+    return aligned.size * float(np.sqrt(abs(np.linalg.det(m[:2, :2]))))
+
+
+def face_size_in_photo(aligned: AlignedFace) -> int:
+    """Side of the face view: the aligned square at the photo's own scale (one photo pixel per
+    pixel), but never below the model's resolution nor above :data:`MAX_FACE`."""
+    return int(np.clip(round(face_side_in_photo(aligned)), aligned.size, MAX_FACE))
 
 
 def _sample(image: np.ndarray, xs: np.ndarray, ys: np.ndarray, border: int = cv2.BORDER_REPLICATE,

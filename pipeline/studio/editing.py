@@ -51,10 +51,17 @@ class EditSteps(Steps):
         return self._show(session, model, wplus, paste, with_scores=scores)
 
     def edit_scores(self, session: Session) -> dict:
-        """The scores of the last edit (see ``edit(scores=False)``)."""
+        """The scores of the last edit (see ``edit(scores=False)``), read on what the user sees: with a
+        photo, the edited face at the photo's resolution against the photo's own face (the model's
+        renders can read otherwise: a paler brow there reads as a man's where the photo's does not)."""
         if session.edited is None:
             raise UserError("edit the face first")
-        return self.scores(session, session.edited)
+        if session.edited_face is None:
+            return self.scores(session, session.edited)
+        photo_face = self.photo_face(session)
+        if session.photo_face_attrs is None:
+            session.photo_face_attrs = analyze_faces([photo_face])[0]
+        return face_scores(session.edited_face, photo_face, session.photo_face_attrs)
 
     def photo_face(self, session: Session) -> np.ndarray | None:
         """The photo's face at the photo's own resolution (None when the face came from elsewhere)."""
@@ -91,14 +98,16 @@ class EditSteps(Steps):
         """The edited face (rendered from ``wplus`` unless given) with its scores; at the photo's
         resolution when there is a photo, and the whole photo too if asked."""
         image = model.render(wplus, session.latent.noise, session.tuned) if image is None else image
-        session.edited = image
-        result = EditResult(image, self.scores(session, image) if with_scores else {})
+        session.edited, session.edited_face = image, None
+        result = EditResult(image, {})
         if session.photo is not None and session.aligned is not None:
             rendered = self.in_photo(session, image, reference)
-            result.face = rendered.face
+            result.face = session.edited_face = rendered.face
             result.composite = rendered.photo if paste else None
         elif paste:
             self.paste(session, image)  # says why it cannot
+        if with_scores:
+            result.scores = self.edit_scores(session)
         return result
 
     def mix(

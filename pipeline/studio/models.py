@@ -28,7 +28,6 @@ from ..models.encoder import Encoder, IterativeEncoder, load_encoder
 from ..models.generator import Generator
 from ..models.render import render_one
 
-DEFAULT_MODEL = "utkface-64"
 # A model folder (generator.safetensors, encoder.safetensors, directions.safetensors,
 # model.json) that replaces the default model's files: local checkpoints and tests.
 OVERRIDE_ENV = "STUDIO_WEIGHTS_OVERRIDE"
@@ -176,7 +175,7 @@ def override_dir() -> Path | None:
 
 
 def default_model() -> str:
-    return DEFAULT_MODEL if override_dir() is not None else registry.default_model().name
+    return registry.default_model().name
 
 
 def weights_dir(name: str) -> Path | None:

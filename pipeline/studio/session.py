@@ -57,7 +57,9 @@ class Session:
     target_attrs: object | None = None  # the target's face attributes, measured once
     reconstruction: np.ndarray | None = None
     tuned: Generator | None = None  # pivotally tuned copy for this face, if any
-    edited: np.ndarray | None = None
+    edited: np.ndarray | None = None  # the last edit as the model renders it
+    edited_face: np.ndarray | None = None  # ... and at the photo's resolution, when there is a photo
+    photo_face_attrs: object | None = None  # the photo's face attributes at its resolution, measured once
     cancel: CancelFlag = field(default_factory=CancelFlag)
     folder: Path | None = None
     created: float = field(default_factory=time.time)
@@ -82,10 +84,11 @@ class Session:
             self.folder = None
 
     def set_target(self, image: np.ndarray | None) -> None:
-        self.target, self.target_attrs = image, None
+        self.target, self.target_attrs, self.photo_face_attrs = image, None, None
 
     def reset_face(self) -> None:
-        self.latent, self.origin, self.reconstruction, self.tuned, self.edited = None, "", None, None, None
+        self.latent, self.origin, self.reconstruction, self.tuned = None, "", None, None
+        self.edited = self.edited_face = None
 
 
 # --------------------------------------------------------------------------- results
