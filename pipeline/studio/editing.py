@@ -67,7 +67,9 @@ class EditSteps(Steps):
         """The photo's face at the photo's own resolution (None when the face came from elsewhere)."""
         if session.photo is None or session.aligned is None:
             return None
-        return face_view(session.photo, session.aligned)
+        if session.photo_face is None:  # cut once per alignment: every edit and its scores show it
+            session.photo_face = face_view(session.photo, session.aligned)
+        return session.photo_face
 
     def paste(self, session: Session, face: np.ndarray | None = None, reference: np.ndarray | None = None) -> np.ndarray:
         """``face`` (default: the last edit) rendered into the original photo at its resolution."""

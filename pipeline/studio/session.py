@@ -59,7 +59,8 @@ class Session:
     tuned: Generator | None = None  # pivotally tuned copy for this face, if any
     edited: np.ndarray | None = None  # the last edit as the model renders it
     edited_face: np.ndarray | None = None  # ... and at the photo's resolution, when there is a photo
-    photo_face_attrs: object | None = None  # the photo's face attributes at its resolution, measured once
+    photo_face: np.ndarray | None = None  # the aligned face cut from the photo at its resolution, once
+    photo_face_attrs: object | None = None  # its face attributes, measured once
     cancel: CancelFlag = field(default_factory=CancelFlag)
     folder: Path | None = None
     created: float = field(default_factory=time.time)
@@ -84,7 +85,8 @@ class Session:
             self.folder = None
 
     def set_target(self, image: np.ndarray | None) -> None:
-        self.target, self.target_attrs, self.photo_face_attrs = image, None, None
+        self.target, self.target_attrs = image, None
+        self.photo_face = self.photo_face_attrs = None  # a new alignment: cut and measured again
 
     def reset_face(self) -> None:
         self.latent, self.origin, self.reconstruction, self.tuned = None, "", None, None
