@@ -17,7 +17,7 @@ from pipeline.errors import UserError
 from pipeline.latent.prior import load_prior, sample_wplus
 from pipeline.models.checkpoints import load_native
 from pipeline.studio import Studio
-from pipeline.training.prior_fit import fit_prior
+from pipeline.training.prior_fit import FACES_PER_COMPONENT, fit_prior
 
 DATA = Path(__file__).parent / "data"
 
@@ -79,11 +79,12 @@ def test_train_prior_ships_beside_the_model_and_random_faces_come_from_it(tmp_pa
     (folder / "prior.safetensors").unlink(missing_ok=True)
     faces = sorted(p.name for p in (DATA / "utkface_mini").iterdir())
     (folder / "heldout.txt").write_text("\n".join(faces[:3]) + "\n")  # the rest are its training faces
-    assert main(["train", "prior", "--weights", str(folder), "--data", str(DATA / "utkface_mini"), "--n", "20",
-                 "--components", "2"]) == 0  # fmt: skip
+    # No --components: the default gives few faces fewer components, one per FACES_PER_COMPONENT.
+    assert main(["train", "prior", "--weights", str(folder), "--data", str(DATA / "utkface_mini"), "--n", "20"]) == 0
     assert (folder / "prior.safetensors").is_file() and '"faces": ' in capsys.readouterr().out
     G = load_native(folder / "generator.safetensors")
     prior = load_prior(folder / "prior.safetensors", G)
+    assert prior.components == prior.info["faces"] // FACES_PER_COMPONENT > 1
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(studio_module.OVERRIDE_ENV, str(folder))
         studio_module.load_model.cache_clear()

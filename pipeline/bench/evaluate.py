@@ -12,13 +12,15 @@ import numpy as np
 import torch
 
 from ..latent.prior import MixturePrior, sample_wplus
-from ..models.encoder import Encoder
+from ..models.encoder import Encoder, resize
 from ..models.generator import Generator
 from ..models.perceptual import perceptual_distance, psnr
 from ..models.render import from_uint8, render, to_uint8
 from ..training.data import heldout_split, list_images, load_faces, utkface_label
 from .metrics import count_faces, kid
 from .realism import edited_codes, realism
+
+COMPARED_AT = 64  # KID is also read with every image shrunk to this size (utkface-64's resolution)
 
 
 @torch.no_grad()
@@ -28,15 +30,20 @@ def generate(G: Generator, n: int, truncation: float, seed: int = 0, prior: Mixt
 
 
 @torch.no_grad()
-def embed(images: np.ndarray, batch: int = 200) -> np.ndarray:
-    """SqueezeNet features (pooled last tap, inputs at 128 px) for KID."""
+def embed(images: np.ndarray, batch: int = 200, shrink_to: int | None = None) -> np.ndarray:
+    """SqueezeNet features (pooled last tap, inputs at 128 px) for KID; with ``shrink_to``, of the
+    images first shrunk to that size (to compare models of different resolutions)."""
     net = perceptual_distance(calibrated=True, resize=128)
-    return np.concatenate([net.embed(net_input(images[i : i + batch], net)).numpy() for i in range(0, len(images), batch)])
+    return np.concatenate(
+        [net.embed(net_input(images[i : i + batch], net, shrink_to)).numpy() for i in range(0, len(images), batch)]
+    )
 
 
-def net_input(images: np.ndarray, net) -> torch.Tensor:
+def net_input(images: np.ndarray, net, shrink_to: int | None = None) -> torch.Tensor:
     x = from_uint8(images)
-    return torch.nn.functional.interpolate(x, size=(net.resize, net.resize), mode="bilinear", antialias=True)
+    if shrink_to is not None:
+        x = resize(x, shrink_to)
+    return resize(x, net.resize)
 
 
 @torch.no_grad()
@@ -138,6 +145,9 @@ def evaluate(
     result["kid_trunc1.0_redrawn"] = kid(embed(generate(G, n_kid, 1.0, seed=1, prior=prior)), f_held)
     result["kid_trunc0.7"] = kid(embed(samples[0.7][:n_kid]), f_held)
     result["kid_real_floor"] = kid(embed(train_faces), f_held)
+    if res > COMPARED_AT:  # both shrunk to the smaller model's resolution: comparable with it
+        f_held_small = embed(held[:n_kid], shrink_to=COMPARED_AT)
+        result[f"kid_trunc1.0_at{COMPARED_AT}"] = kid(embed(samples[1.0][:n_kid], shrink_to=COMPARED_AT), f_held_small)
     if prior is not None:
         for t in (0.7, 1.0):
             result[f"kid_gaussian_trunc{t}"] = kid(embed(generate(G, n_kid, t)), f_held)

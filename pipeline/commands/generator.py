@@ -39,7 +39,7 @@ def register(sub, groups) -> None:
     p.add_argument("--weights", type=Path, default=None, help="a model folder instead of a registry model")
     p.add_argument("--out", type=Path, default=None, help="prior file (default: the model's, see the registry)")
     p.add_argument("--n", type=int, default=None, help="training faces encoded (never the held-out ones; default 4000)")
-    p.add_argument("--components", type=int, default=None, help="mixture components (default 16)")
+    p.add_argument("--components", type=int, default=None, help="mixture components (default: one per 4 faces, at most 1000)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run_train_prior)
     register_bench(groups)
@@ -82,7 +82,7 @@ def run_train_prior(args: argparse.Namespace) -> int:
     from ..models.registry import companion_path
     from ..studio.models import read_model
     from ..training.data import load_faces
-    from ..training.prior_fit import COMPONENTS, FACES, chosen_faces, fit_to_faces
+    from ..training.prior_fit import FACES, chosen_faces, fit_to_faces
     from .invert import heldout_and_train_files
 
     if not args.data.is_dir():
@@ -97,7 +97,7 @@ def run_train_prior(args: argparse.Namespace) -> int:
         raise UserError(f"no training faces in {args.data} ({len(held)} images, all held out for evaluation)")
     chosen = chosen_faces(len(train_files), args.n or FACES, args.seed)
     faces = load_faces(args.data, [train_files[i] for i in chosen], model.generator.config.resolution)
-    prior = fit_to_faces(model.encoder, faces, args.components or COMPONENTS, args.seed)
+    prior = fit_to_faces(model.encoder, faces, args.components, args.seed)
     prior.info["model"] = model.name
     out = prior.save(args.out or companion_path(model.name, "prior", model.weights_dir))
     print(json.dumps({"prior": str(out), **prior.info}))

@@ -34,7 +34,7 @@ from ..models.generator import Generator, GeneratorConfig
 from ..models.perceptual import TAP_CHANNELS, PerceptualDistance, unit_normalize
 from .data import HELDOUT_COUNT, age_balance_weights, heldout_split, list_images, load_faces
 from .precision import arithmetic, describe, use_bf16
-from .prior_fit import COMPONENTS, FACES_PER_COMPONENT, chosen_faces, fit_to_faces
+from .prior_fit import chosen_faces, fit_to_faces
 
 
 @dataclass(frozen=True)
@@ -624,8 +624,7 @@ def export(
     save_encoder(trainer.E_ema, out_dir / "encoder.safetensors")
     # Random faces are drawn from a mixture fitted to the encoded W+ (see latent.prior).
     chosen = chosen_faces(len(faces))
-    components = min(COMPONENTS, max(1, len(chosen) // FACES_PER_COMPONENT))  # a small data set gets fewer
-    fit_to_faces(trainer.E_ema, faces[chosen], components).save(out_dir / "prior.safetensors")
+    fit_to_faces(trainer.E_ema, faces[chosen]).save(out_dir / "prior.safetensors")
     (out_dir / "heldout.txt").write_text(
         "# UTKFace files held out from all training (generator, encoder, classifiers)\n" + "\n".join(heldout) + "\n"
     )
