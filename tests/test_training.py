@@ -194,6 +194,25 @@ def test_sharp_recipe_grows_the_model_and_trains_it_against_a_patch_critic(tmp_p
     assert again.state.images_seen == trainer.state.images_seen and again.state.grown_at == small.state.images_seen
 
 
+def test_a_top_only_recipe_trains_the_top_block_and_keeps_what_w_means(tmp_path):
+    from pipeline.training.sharp import SharpTrainer, is_new_parameter
+
+    small = train(DATA, recipe_with("ae", batch=4), tmp_path / "small", config=TINY, max_images=8, heldout_count=4,
+                  log=lambda m: None)  # fmt: skip
+    small.save_compact(tmp_path / "small.safetensors")
+    recipe = recipe_with("sharp-128-top", batch=4, adversarial_after=0, manifold_codes=3)
+    recipe = RECIPES["sharp-128-top"].__class__(**{**recipe.__dict__, "resolution": 64})
+    trainer = SharpTrainer(recipe, grown_config(TINY, 64), tmp_path / "run")
+    trainer.load_compact(tmp_path / "small.safetensors")
+    trainer.state.grown_at = -10**9  # long after growing: a plain recipe would train every block
+    before = {k: v.detach().clone() for k, v in trainer.G.named_parameters()}
+    to_w = trainer.E.to_w.weight.detach().clone()
+    assert trainer.step(trainer_batch(trainer)[:4])["frozen"] == 1.0
+    changed = [k for k, v in trainer.G.named_parameters() if not torch.equal(v, before[k])]
+    assert changed and all(is_new_parameter(k, len(trainer.G.to_rgbs)) for k in changed)
+    assert torch.equal(trainer.E.to_w.weight, to_w)  # the encoder's W, and so the prior and directions, stay
+
+
 def test_edited_codes_follow_the_directions_given_and_resume_with_them(tmp_path):
     from safetensors.torch import save_file
 

@@ -253,8 +253,9 @@ class SharpTrainer(Trainer):
     # ---- one step
 
     def set_stage(self) -> bool:
-        """Train only the grown blocks for the first ``freeze_images``; returns True meanwhile."""
-        frozen = self.state.images_seen - self.state.grown_at < self.recipe.freeze_images
+        """Train only the grown blocks for the first ``freeze_images`` (or always, for a ``top_only``
+        recipe); returns True meanwhile."""
+        frozen = self.recipe.top_only or self.state.images_seen - self.state.grown_at < self.recipe.freeze_images
         n_blocks = len(self.G.to_rgbs)
         for name, p in self.G.named_parameters():
             if not name.startswith("style."):
