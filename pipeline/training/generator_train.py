@@ -59,8 +59,8 @@ class Recipe:
     critic: str = "features"  # "features": frozen SqueezeNet taps; "patch": PatchGAN on pixels, hinge
     manifold_codes: int = 0  # decodes per step of codes with no reconstruction target (critic only)
     freeze_images: int = 0  # after growing, images for which only the new blocks train
-    # Only the top block (and the encoder's input block and heads) trains, whatever the images seen:
-    # the texture changes, what W means does not, so the prior and directions stay the model's.
+    # Only the generator's top block trains, whatever the images seen; the encoder is frozen: the
+    # texture changes, the codes do not, so the prior and directions stay the model's.
     top_only: bool = False
     edit_range: float = 3.0  # the critic's edited codes move up to this many sd along a direction
     # Encoded W's variance per axis held near this (0: free). Nothing else fixes W's scale, and
@@ -166,7 +166,9 @@ RECIPES = {
     # Only the 128-px block trains, from the 950k state, at the slow recipe's rates: every whole-model
     # run drifted within 20-40k images, and what still tells samples from photos (real-vs-sample
     # accuracy 0.72) is texture: samples have more flat pixels (lowest Laplacian bins) and fewer
-    # mid-contrast ones than photos, which the top block draws.
+    # mid-contrast ones than photos, which the top block draws. (With the encoder's offsets head
+    # training too, 20k images took the accuracy to 0.67 but KID to 202 / 264 with a prior fitted
+    # again, 384 with the old one: the codes had moved; `bench/generator_sharp-128-top_970k.json`.)
     "sharp-128-top": replace(R1_SLOW, name="sharp-128-top", top_only=True),
     # The same without the off-data codes: the critic sees reconstructions only.
     "sharp-128-rec": _sharp("sharp-128-rec", manifold_codes=0),

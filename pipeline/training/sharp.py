@@ -260,8 +260,8 @@ class SharpTrainer(Trainer):
         for name, p in self.G.named_parameters():
             if not name.startswith("style."):
                 p.requires_grad_(not frozen or is_new_parameter(name, n_blocks))
-        for name, p in self.E.named_parameters():
-            p.requires_grad_(not frozen or is_new_parameter(name, n_blocks))
+        for name, p in self.E.named_parameters():  # top_only: the encoder's codes stay as they are
+            p.requires_grad_(not frozen or (is_new_parameter(name, n_blocks) and not self.recipe.top_only))
         return frozen
 
     def spread_penalty(self, w: torch.Tensor) -> torch.Tensor:
