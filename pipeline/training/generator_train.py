@@ -170,7 +170,8 @@ RECIPES = {
     # training too, 20k images took the accuracy to 0.67 but KID to 202 / 264 with a prior fitted
     # again, 384 with the old one: the codes had moved; `bench/generator_sharp-128-top_970k.json`.
     # With the encoder frozen, 20k images: accuracy 0.69, sharpness 1.10, KID 235 / 247 against 168 /
-    # 166; `bench/generator_sharp-128-top-frozen-encoder_970k.json`. Its averaged encoder still
+    # 166; `bench/generator_sharp-128-top-frozen-encoder_970k.json`; 40k: 0.66, 219 / 234 (`..._990k.json`).
+    # Its averaged encoder still
     # drifts towards the frozen one it averages.)
     "sharp-128-top": replace(R1_SLOW, name="sharp-128-top", top_only=True),
     # The same without the off-data codes: the critic sees reconstructions only.
