@@ -35,8 +35,10 @@ def encode_wplus(encoder: Encoder, faces: np.ndarray, batch: int = 200) -> np.nd
     return torch.cat([encoder.wplus(from_uint8(np.asarray(faces[i : i + batch]))) for i in range(0, len(faces), batch)]).numpy()
 
 
-def fit_prior(codes: np.ndarray, components: int = COMPONENTS, dims: int = DIMS, seed: int = 0) -> MixturePrior:
-    """A :class:`MixturePrior` fitted to W+ ``codes`` (N, n_latent, style_dim)."""
+def fit_prior(codes: np.ndarray, components: int | None = None, dims: int = DIMS, seed: int = 0) -> MixturePrior:
+    """A :class:`MixturePrior` fitted to W+ ``codes`` (N, n_latent, style_dim); by default with
+    :func:`components_for` their number of components."""
+    components = components or components_for(len(codes))
     from sklearn.decomposition import PCA
     from sklearn.mixture import GaussianMixture
 
@@ -67,9 +69,7 @@ def chosen_faces(count: int, n: int = FACES, seed: int = 0) -> np.ndarray:
 
 
 def fit_to_faces(encoder: Encoder, faces: np.ndarray, components: int | None = None, seed: int = 0) -> MixturePrior:
-    """A prior fitted to the encoded W+ of ``faces`` (uint8, at the model's resolution); by default
-    with :func:`components_for` their number."""
-    components = components or components_for(len(faces))
+    """A prior fitted to the encoded W+ of ``faces`` (uint8, at the model's resolution)."""
     was_training = encoder.training
     try:
         return fit_prior(encode_wplus(encoder.eval(), np.asarray(faces)), components, seed=seed)
