@@ -391,3 +391,23 @@ def test_refit_by_gradient_says_what_it_takes(capsys):
 
     assert cli.main(["directions", "--refit-by-gradient", "age"]) == 2
     assert "takes emotions" in capsys.readouterr().err
+
+
+def test_holding_the_colour_cancels_an_edits_colour_change_and_keeps_the_edit(one_thread):
+    from pipeline.latent.prior import sample_wplus
+    from pipeline.models.checkpoints import load_native
+    from pipeline.training.colour_hold import colour_change, held, region_masks
+
+    G = load_native(ROOT / "weights" / "utkface-64" / "generator.safetensors")
+    smile = load_directions(ROOT / "weights" / "utkface-64" / "directions.safetensors", G.style_dim, G.n_latent)["smile"]
+    codes = sample_wplus(G, 8, seed=0)
+    masks = region_masks(G, codes)
+    assert 0 < masks["cheeks"].mean() < 0.1 and abs(masks["centre"].mean() - 0.75**2) < 0.05
+    regions = [masks["cheeks"], masks["centre"]]
+    before = colour_change(G, codes, smile, regions)
+    fixed, recorded = held(G, codes, smile, regions)
+    after = colour_change(G, codes, fixed, regions)
+    assert np.allclose(recorded, before.numpy(), atol=0.01)
+    assert before.abs().max() > 1  # levels of 255 per sd: the smile lightens or darkens the face
+    assert after.abs().max() < 0.1 * before.abs().max()
+    assert fixed.layers == smile.layers and float(fixed.vector @ smile.vector) > 0.9

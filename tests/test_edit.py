@@ -204,3 +204,36 @@ def test_bench_edit_pictures_take_the_tail_of_the_json_name():
     assert picture_tag(Path("bench/edit.json")) == ""  # the default model's pictures keep their names
     assert picture_tag(Path("bench/edit_utkface-128.json")) == "_utkface-128"
     assert picture_tag(Path("runs/trial.json")) == "_trial"
+
+
+def test_hold_colour_corrects_every_attribute_direction_of_the_model(model_dir, tmp_path, capsys):
+    from pipeline.latent.directions import load_directions, read_report
+
+    out = tmp_path / "held.safetensors"
+    args = ["directions", "--weights", str(model_dir), "--model", "tiny", "--hold-colour", "--n", "8",
+            "--data", str(tmp_path / "no-photos"), "--out", str(out)]  # fmt: skip
+    assert cli.main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["faces"] == "random" and set(result["held"]) == {"happy"}  # age is left as fitted
+    before = load_directions(model_dir / "directions.safetensors", 32, N_LATENT)
+    after = load_directions(out, 32, N_LATENT)
+    assert torch.allclose(after["age"].vector, before["age"].vector) and "colour_held" not in after["age"].info
+    for name in result["held"]:
+        d, held = after[name], result["held"][name]
+        assert d.info["colour_held"] == held["held"] in ("skin", "skin+centre")
+        assert len(held["change_per_sd_before"]) == (3 if held["held"] == "skin" else 6)
+        assert d.layers == before[name].layers and not torch.equal(d.vector, before[name].vector)
+    assert read_report(out)["colour_held"] == result["held"]
+    from pipeline.bench.edit import colour_text  # DIRECTIONS.md says what each direction holds
+
+    card = "\n".join(colour_text(result["held"]))
+    assert f"| happy | {result['held']['happy']['held']} |" in card and "| age |" not in card
+
+
+@pytest.mark.parametrize("extra, message", [(["--refit-by-gradient", "fear"], "separate steps"),
+                                            (["--n", "4"], "at least 8 faces")])  # fmt: skip
+def test_hold_colour_bad_arguments(model_dir, capsys, extra, message):
+    args = ["directions", "--weights", str(model_dir), "--model", "tiny", "--hold-colour", *extra]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]

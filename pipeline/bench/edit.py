@@ -249,6 +249,21 @@ def covariates_text(search: dict) -> str:
     return "\n".join(lines)
 
 
+def colour_text(held: dict) -> list[str]:
+    """The colour hold's lines (``directions --hold-colour``): what each direction holds and what it cost."""
+    if not held:
+        return []
+    lines = ["", "Then every attribute direction was corrected on the generator's own faces so that it keeps the "
+             "skin tone (the cheeks' mean colour) and, where that keeps 90% of its effect, the face's centre colour "
+             "(`python -m pipeline directions --hold-colour`, `pipeline/training/colour_hold.py`):", "",
+             "| direction | holds | cheeks' RGB change per sd before | effect per sd before / after |", "|---|---|---|---|"]  # fmt: skip
+    for name, h in held.items():
+        after = h["effect_per_sd"][h["held"]]
+        cheeks = ", ".join(f"{v:+.1f}" for v in h["change_per_sd_before"][:3])
+        lines.append(f"| {name} | {h['held']} | {cheeks} | {h['effect_before']:.3f} / {after:.3f} |")
+    return lines
+
+
 def leakage_text(leakage: dict) -> str:
     """The leakage matrices as tables, with their pictures."""
     from .leakage import markdown, summary
@@ -288,6 +303,7 @@ def card_text(search: dict, bench: dict) -> str:
         lines += ["", f"Real-photo route ({real['photos']} encoded training photos, true labels): "
                   + "; ".join(f"{k}: accuracy {real[k]['accuracy']:.3f}, cosine to the generated-sample direction "
                               f"{real[k]['cosine_generated']:+.3f}" for k in ("age", "gender")) + "."]  # fmt: skip
+    lines += colour_text(search.get("colour_held") or {})
     if "samples" in bench:
         real_n = bench.get("heldout_photos", {}).get("faces", 0)
         lines += ["", f"Measured by `python -m pipeline bench edit --model {bench.get('model')} --n {bench['samples']['faces']} "

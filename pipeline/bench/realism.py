@@ -18,6 +18,8 @@ import cv2
 import numpy as np
 import torch
 
+from ..faces.face_geometry import centre_box
+
 FOLDS = 5
 EDIT_SIGMA = 3.0
 
@@ -26,10 +28,9 @@ def _grey(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float64)
 
 
-def _centre(image: np.ndarray, share: float = 0.75) -> np.ndarray:
-    h, w = image.shape[:2]
-    dy, dx = int(h * (1 - share) / 2), int(w * (1 - share) / 2)
-    return image[dy : h - dy, dx : w - dx]
+def _centre(image: np.ndarray) -> np.ndarray:
+    top, bottom, left, right = centre_box(*image.shape[:2])
+    return image[top:bottom, left:right]
 
 
 def detail(images: np.ndarray) -> np.ndarray:

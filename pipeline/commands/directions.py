@@ -39,6 +39,9 @@ def register(sub, groups) -> None:
                    help="instead of a new search: refit these emotions of the model's directions by the emotion net's "
                         "gradient, each kept where it raises its emotion more (e.g. fear,sad,surprise,disgust; --n: faces whose "
                         "gradients are averaged, default 160)")  # fmt: skip
+    p.add_argument("--hold-colour", action="store_true",
+                   help="instead of a new search: correct the model's attribute directions so that the skin tone (and, "
+                        "where that keeps 90%% of the effect, the face's colour) stays (--n: faces fitted on, default 64)")  # fmt: skip
     p.add_argument("--threads", type=int, default=None)
     add_engine_args(p)
     p.set_defaults(func=run_directions)
@@ -101,8 +104,12 @@ def run_directions(args: argparse.Namespace) -> int:
     from ..latent.directions import save_directions
     from ..training.directions import Search, find_directions
 
+    if args.refit_by_gradient is not None and args.hold_colour:
+        raise UserError("--refit-by-gradient and --hold-colour are separate steps: run one, then the other")
     if args.refit_by_gradient is not None:
         return run_refit_by_gradient(args)
+    if args.hold_colour:
+        return run_hold_colour(args)
     search = Search()
     if args.n is not None:
         if args.n < 100:
@@ -181,6 +188,30 @@ def run_refit_by_gradient(args: argparse.Namespace) -> int:
     save_directions(out, directions, m.name, stored)
     print(json.dumps({"directions": str(out), "model": m.name, "refit": report,
                       "seconds": round(time.monotonic() - started, 1)}, indent=2))  # fmt: skip
+    return 0
+
+
+def run_hold_colour(args: argparse.Namespace) -> int:
+    from ..errors import UserError
+    from ..latent.directions import read_report, save_directions
+    from ..training.colour_hold import FIT_FACES, fit_codes, hold_colour
+
+    set_threads(args.threads)
+    m = load_model(args.model, args.weights)
+    current = load_model_directions(m, None)
+    if not any(d.kind == "attribute" for d in current.values()):
+        raise UserError(f"model {m.name} has no attribute directions to correct; find its directions first")
+    n = args.n or FIT_FACES
+    if n < 8:
+        raise UserError("--n must be at least 8 faces")
+    train_files = heldout_and_train_files(args.data, m.folder)[0] if m.encoder is not None and args.data.is_dir() else None
+    codes = fit_codes(m.generator, m.encoder, args.data, train_files, n, args.seed)
+    started = time.monotonic()
+    directions, report = hold_colour(m.generator, current, codes, log=lambda line: print(line, file=sys.stderr))
+    out = directions_path(m, args.out)
+    save_directions(out, directions, m.name, {**read_report(directions_path(m, None)), "colour_held": report})
+    print(json.dumps({"directions": str(out), "model": m.name, "faces": "encoded photos" if train_files else "random",
+                      "held": report, "seconds": round(time.monotonic() - started, 1)}, indent=2))  # fmt: skip
     return 0
 
 

@@ -83,6 +83,15 @@ def _luma(image: np.ndarray) -> np.ndarray:
     return np.asarray(image[..., :3], dtype=np.float32) @ LUMA_WEIGHTS
 
 
+FACE_CENTRE = 0.75  # share of an aligned face's side that is the face's centre (most of it is face)
+
+
+def centre_box(height: int, width: int, share: float = FACE_CENTRE) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of the centred box holding ``share`` of each side of an aligned face."""
+    dy, dx = int(height * (1 - share) / 2), int(width * (1 - share) / 2)
+    return dy, height - dy, dx, width - dx
+
+
 def cheek_mask(shape: tuple[int, int], landmarks: np.ndarray) -> np.ndarray:
     """(height, width) bool: the two cheek discs where :func:`skin_luminance` reads the skin."""
     lm = np.asarray(landmarks, dtype=np.float64)

@@ -151,8 +151,10 @@ def search_with_covariates(G, encoder, data_dir: Path, files: list[str], n: int 
     """The attribute directions by :func:`covariate_directions`, each on the rows that keep the
     person best (:func:`~pipeline.training.decorrelation.identity_rows`), those that still move what they
     keep on the generator's own faces corrected by the measured leakage
-    (:func:`~pipeline.training.decorrelation.decorrelate`), then SeFa's discovered ones (named by
+    (:func:`~pipeline.training.decorrelation.decorrelate`) and holding the face's colour
+    (:func:`~pipeline.training.colour_hold.hold_colour`), then SeFa's discovered ones (named by
     what they move, in standard deviations over the real faces)."""
+    from .colour_hold import fit_codes, hold_colour
     from .decorrelation import (
         FIT_FACES,
         FIT_SEED,
@@ -184,6 +186,7 @@ def search_with_covariates(G, encoder, data_dir: Path, files: list[str], n: int 
         log(f"{name}: median leakage {fix['median_leak_before']:.2f} -> {fix['median_leak_after']:.2f} sd, "
             f"corrected by {fix['corrected_by']}")
     report["corrections_not_kept"] = sorted(set(changed) - set(report["decorrelated"]))
+    directions, report["colour_held"] = hold_colour(G, directions, fit_codes(G, encoder, data_dir, files, seed=seed), log)
     w = sample_w(G, max(n_probe, 1000), seed)
     directions.update(discovered_directions(G, w, w[:n_probe], report["attribute_sd"], log))
     report["method"] = "covariates"
