@@ -253,8 +253,11 @@ def colour_text(held: dict) -> list[str]:
     """The colour hold's lines (``directions --hold-colour``): what each direction holds and what it cost."""
     if not held:
         return []
-    lines = ["", "Then every attribute direction was corrected on the generator's own faces so that it keeps the "
-             "skin tone (the cheeks' mean colour) and, where that keeps 90% of its effect, the face's centre colour "
+    from ..training.colour_hold import AS_FITTED, KEEP
+
+    lines = ["", f"Then every attribute direction but {', '.join(AS_FITTED)} (left as fitted: the age net reads the paling "
+             "as age) was corrected on the generator's own faces so that it keeps the skin tone (the cheeks' mean "
+             f"colour) and, where that keeps {KEEP:.0%} of its effect, the face's centre colour "
              "(`python -m pipeline directions --hold-colour`, `pipeline/training/colour_hold.py`):", "",
              "| direction | holds | cheeks' RGB change per sd before | effect per sd before / after |", "|---|---|---|---|"]  # fmt: skip
     for name, h in held.items():
