@@ -207,11 +207,13 @@ def test_a_top_only_recipe_trains_the_top_block_and_keeps_what_w_means(tmp_path)
     trainer.state.grown_at = -10**9  # long after growing: a plain recipe would train every block
     before = {k: v.detach().clone() for k, v in trainer.G.named_parameters()}
     encoder = {k: v.detach().clone() for k, v in trainer.E.named_parameters()}
+    averaged = {k: v.detach().clone() for k, v in trainer.E_ema.state_dict().items()}
     assert trainer.step(trainer_batch(trainer)[:4])["frozen"] == 1.0
     changed = [k for k, v in trainer.G.named_parameters() if not torch.equal(v, before[k])]
     assert changed and all(is_new_parameter(k, len(trainer.G.to_rgbs)) for k in changed)
     # the encoder's codes, and so the prior and directions, stay
     assert all(torch.equal(v, encoder[k]) for k, v in trainer.E.named_parameters())
+    assert all(torch.equal(v, averaged[k]) for k, v in trainer.E_ema.state_dict().items())  # what ships, too
 
 
 def test_edited_codes_follow_the_directions_given_and_resume_with_them(tmp_path):

@@ -479,7 +479,8 @@ class Trainer:
         decay = 0.5 ** (batch / self.recipe.ema_half_life)
         decay = min(decay, (1 + self.state.step) / (10 + self.state.step))  # fast warm-up
         ema_update(self.G_ema, self.G, decay)
-        ema_update(self.E_ema, self.E, decay)
+        if not self.recipe.top_only:  # a frozen encoder's average would drift to the raw encoder, moving the codes
+            ema_update(self.E_ema, self.E, decay)
         self.state.step += 1
         self.state.images_seen += batch
 
