@@ -74,7 +74,7 @@ def _colours(images: torch.Tensor | np.ndarray, masks: list[np.ndarray]) -> torc
     """(N, 3 * len(masks)) mean RGB (0..255) of each mask: ``images`` are generator tensors in
     [-1, 1] (N, 3, H, W) or uint8 (N, H, W, 3) renders."""
     if isinstance(images, np.ndarray):
-        images = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+        images = from_uint8(images)
     x = (images + 1) * 127.5
     out = [(x * (m := torch.from_numpy(mask))).sum((2, 3)) / m.sum() for mask in masks]
     return torch.cat(out, 1)
